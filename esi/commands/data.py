@@ -1,0 +1,95 @@
+"""``esi data synth | prepare | info``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from esi.commands._common import domain_errors, parse_shard, setup_logging
+
+data_app = typer.Typer(help="ECG data: synthetic generator, preparation into a store, store info.",
+                       no_args_is_help=True)
+
+
+@data_app.command("synth")
+@domain_errors
+def synth(out: Path = typer.Option(..., help="folder to write (PTB-XL layout)"),
+          subjects: int = typer.Option(200, min=1, help="number of synthetic subjects"),
+          records_per_subject: int = typer.Option(5, min=1, help="records per subject"),
+          seed: int = typer.Option(0, help="random seed (same seed, same files)"),
+          workers: int = typer.Option(0, min=0, help="worker processes"),
+          write_lr: bool = typer.Option(False, "--write-lr", help="also write 100 Hz records100/"),
+          quiet: bool = typer.Option(False, "--quiet", help="no progress bar")) -> None:
+    """Generate a synthetic 12-lead dataset in PTB-XL layout (database CSV + WFDB records500)."""
+    setup_logging()
+    from esi.data.synthetic import generate_dataset
+
+    summary = generate_dataset(out, subjects=subjects, records_per_subject=records_per_subject, seed=seed,
+                               workers=workers, write_lr=write_lr, progress=not quiet)
+    typer.echo(f"wrote {summary['records']} records of {summary['subjects']} subjects to {summary['path']}")
+
+
+@data_app.command("prepare")
+@domain_errors
+def prepare_cmd(source: str = typer.Option(..., help="ptbxl | challenge | icbeb | mimic | wfdb"),
+                root: Path = typer.Option(..., help="dataset folder"),
+                out: Path = typer.Option(..., help="store folder to create"),
+                fs: int = typer.Option(500, help="target sampling rate (Hz)"),
+                duration: float = typer.Option(10.0, help="window length (s)"),
+                window: str = typer.Option("first", help="first | center | all windows of longer records"),
+                highpass: float = typer.Option(0.5, help="baseline-wander high-pass (Hz); 0 to skip"),
+                lowpass: float = typer.Option(100.0, help="low-pass (Hz); 0 to skip"),
+                rate: str = typer.Option("auto", help="PTB-XL only: 500, 100 or auto"),
+                shard_size: int = typer.Option(1000, min=1, help="records per shard"),
+                workers: int = typer.Option(-1, help="worker processes (-1: ESI_NUM_WORKERS)"),
+                shard: str = typer.Option(None, help="process only shards k with k %% n == i, as i/n"),
+                limit: int = typer.Option(None, min=1, help="only the first N records"),
+                overwrite: bool = typer.Option(False, "--overwrite", help="rebuild an existing store"),
+                quiet: bool = typer.Option(False, "--quiet", help="no progress bar")) -> None:
+    """Convert a dataset into a store (resumable: finished shards are skipped when re-run)."""
+    setup_logging()
+    from esi.data.prepare import prepare
+    from esi.data.preprocess import PreprocessConfig
+    from esi.settings import get_settings
+
+    config = PreprocessConfig(fs=fs, duration_s=duration, window=window, highpass_hz=highpass or None,
+                              lowpass_hz=lowpass or None)
+    options = {"rate": rate} if source == "ptbxl" else {}
+    n_workers = get_settings().num_workers if workers < 0 else workers
+    s = prepare(source, root, out, config=config, shard_size=shard_size, workers=n_workers,
+                shard=parse_shard(shard), limit=limit, overwrite=overwrite, progress=not quiet,
+                reader_options=options)
+    typer.echo(f"records read: {s.records_seen} ({s.records_per_s:.1f}/s), shards done now: {s.shards_done_now}, "
+               f"skipped (already done): {s.shards_skipped}, of {s.shards_total}")
+    if s.complete:
+        typer.echo(f"store complete: {s.windows_written} windows, {s.rejected} rejected -> {out}")
+        if s.rejected:
+            typer.echo(f"  rejects: {out / 'rejects.parquet'} (see 'esi data info {out}')")
+    else:
+        typer.echo("store not complete yet: run the remaining --shard tasks (or without --shard) to finish it")
+    if s.unmapped_labels:
+        top = ", ".join(f"{k!r} x{v}" for k, v in list(s.unmapped_labels.items())[:5])
+        typer.echo(f"  labels not in the vocabulary (kept as raw labels): {len(s.unmapped_labels)}: {top}")
+
+
+@data_app.command("info")
+@domain_errors
+def info(store: Path = typer.Argument(..., help="store folder"),
+         json_out: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """Counts, sources, folds, label and condition distribution, rejects and quarantine of a store."""
+    import json
+
+    from esi.data.summary import summarize_store
+
+    summary = summarize_store(store)
+    if json_out:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+        return
+    from esi.data.summary import render_summary
+
+    render_summary(summary)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(data_app, name="data")

@@ -1,0 +1,137 @@
+"""Preprocessing to the store's fixed shape: NaN handling, resampling, filtering, fixed-length windows."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from typing import Literal
+
+import numpy as np
+
+from esi.data.record import EcgRecord
+from esi.errors import ConfigError, RecordReadError
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How records become fixed-shape windows. Stored in the store header so readers know what they get."""
+
+    fs: int = 500  # target sampling rate (Hz); polyphase resampling from the source rate
+    duration_s: float = 10.0  # window length (s); shorter records are zero-padded at the end
+    window: Literal["first", "center", "all"] = "first"  # which window(s) of a longer record to keep
+    highpass_hz: float | None = 0.5  # baseline-wander removal (zero-phase Butterworth); None to skip
+    lowpass_hz: float | None = 100.0  # anti-noise low-pass (capped below Nyquist); None to skip
+    filter_order: int = 2  # Butterworth order of each filter (applied forward-backward)
+    max_nan_fraction: float = 0.2  # a record with more missing samples than this is rejected
+    min_duration_s: float = 2.0  # records shorter than this are rejected rather than padded
+
+    def __post_init__(self) -> None:
+        if self.fs <= 0 or self.duration_s <= 0:
+            raise ConfigError("preprocess fs and duration_s must be positive")
+        if self.window not in ("first", "center", "all"):
+            raise ConfigError(f"window must be first, center or all, not {self.window!r}")
+        if self.highpass_hz is not None and self.lowpass_hz is not None and self.highpass_hz >= self.lowpass_hz:
+            raise ConfigError("highpass_hz must be below lowpass_hz")
+
+    @property
+    def n_samples(self) -> int:
+        return int(round(self.fs * self.duration_s))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def digest(self) -> str:
+        """Short hash that identifies the preprocessing (for resume checks and caches)."""
+        return hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def fill_nans(signal: np.ndarray) -> tuple[np.ndarray, float]:
+    """Linearly interpolate missing samples per lead (edges take the nearest value; an all-NaN lead becomes 0).
+
+    Returns the filled signal and the fraction of samples that were missing.
+    """
+    mask = ~np.isfinite(signal)
+    frac = float(mask.mean()) if signal.size else 0.0
+    if not mask.any():
+        return signal, 0.0
+    out = signal.copy()
+    x = np.arange(signal.shape[1])
+    for lead in np.flatnonzero(mask.any(axis=1)):
+        good = ~mask[lead]
+        out[lead] = np.interp(x, x[good], signal[lead, good]) if good.any() else 0.0
+    return out, frac
+
+
+def resample(signal: np.ndarray, fs_in: float, fs_out: int) -> np.ndarray:
+    """Polyphase resampling along time (anti-aliasing included)."""
+    from scipy.signal import resample_poly
+
+    if abs(fs_in - fs_out) < 1e-9:
+        return signal
+    ratio = Fraction(fs_out / fs_in).limit_denominator(1000)
+    return resample_poly(signal, ratio.numerator, ratio.denominator, axis=1)
+
+
+def bandpass(signal: np.ndarray, fs: float, highpass_hz: float | None, lowpass_hz: float | None,
+             order: int = 2) -> np.ndarray:
+    """Zero-phase Butterworth high-pass and/or low-pass filtering along time."""
+    from scipy.signal import butter, sosfiltfilt
+
+    nyq = fs / 2.0
+    lowpass_hz = None if lowpass_hz is None or lowpass_hz >= 0.95 * nyq else lowpass_hz
+    if highpass_hz is None and lowpass_hz is None:
+        return signal
+    if highpass_hz is not None and lowpass_hz is not None:
+        sos = butter(order, [highpass_hz, lowpass_hz], btype="bandpass", fs=fs, output="sos")
+    elif highpass_hz is not None:
+        sos = butter(order, highpass_hz, btype="highpass", fs=fs, output="sos")
+    else:
+        sos = butter(order, lowpass_hz, btype="lowpass", fs=fs, output="sos")
+    padlen = min(signal.shape[1] - 1, 3 * (2 * len(sos) + 1) * 10)
+    return sosfiltfilt(sos, signal, axis=1, padlen=max(padlen, 0))
+
+
+def windows(signal: np.ndarray, n: int, policy: str) -> list[tuple[int, np.ndarray, int]]:
+    """Cut fixed-length windows: [(window index, (12, n) array, number of padded samples)]."""
+    total = signal.shape[1]
+    if total <= n:
+        out = np.zeros((signal.shape[0], n), dtype=signal.dtype)
+        out[:, :total] = signal
+        return [(0, out, n - total)]
+    if policy == "first":
+        return [(0, signal[:, :n], 0)]
+    if policy == "center":
+        start = (total - n) // 2
+        return [(0, signal[:, start:start + n], 0)]
+    count = total // n  # 'all': non-overlapping windows; a tail shorter than a window is dropped
+    return [(i, signal[:, i * n:(i + 1) * n], 0) for i in range(count)]
+
+
+def preprocess(record: EcgRecord, config: PreprocessConfig) -> list[EcgRecord]:
+    """Turn one record into fixed-shape windows at ``config.fs`` (one or several records).
+
+    Windows beyond the first get record ids suffixed '#w<i>'. Raises RecordReadError for records that are
+    too short or mostly missing.
+    """
+    if record.duration_s < config.min_duration_s:
+        raise RecordReadError(f"record {record.record_id} lasts {record.duration_s:.2f} s, below the "
+                              f"{config.min_duration_s} s minimum", path=record.path, field="sig_len")
+    signal, nan_frac = fill_nans(record.signal.astype(np.float64))
+    if nan_frac > config.max_nan_fraction:
+        raise RecordReadError(f"record {record.record_id}: {nan_frac:.0%} of samples are missing (NaN)",
+                              path=record.path, field="signal",
+                              fix=f"raise max_nan_fraction above {config.max_nan_fraction} to keep it")
+    signal = resample(signal, record.fs, config.fs)
+    signal = bandpass(signal, config.fs, config.highpass_hz, config.lowpass_hz, config.filter_order)
+    out = []
+    for index, win, padded in windows(signal, config.n_samples, config.window):
+        meta = dict(record.meta, original_fs=record.fs, original_n_samples=record.n_samples,
+                    nan_fraction=nan_frac, nan_filled=nan_frac > 0, window=index, padded_samples=padded)
+        rid = record.record_id if index == 0 else f"{record.record_id}#w{index}"
+        out.append(EcgRecord(record_id=rid, signal=win.astype(np.float32), fs=float(config.fs),
+                             source=record.source, subject_id=record.subject_id, age=record.age, sex=record.sex,
+                             labels=record.labels, label_system=record.label_system, report=record.report,
+                             fold=record.fold, path=record.path, conditions=record.conditions, meta=meta))
+    return out

@@ -1,0 +1,202 @@
+"""The on-disk store: ``header.json`` + ``manifest.parquet`` + fixed-shape float16 signal shards (memory-mapped).
+
+Layout::
+
+    STORE/
+      header.json            schema version, fs, n_samples, leads, dtype, preprocessing, plan, counts
+      manifest.parquet       one row per stored window (see MANIFEST_COLUMNS); row i <-> store index i
+      rejects.parquet        records that could not be read: record_id, path, reason
+      quarantine.parquet     optional, written by validation: record_id, failed expectations
+      shards/shard-00000/    signals.npy (N, 12, n_samples) float16, manifest.parquet, rejects.parquet
+
+Every file is written to a temporary name first and renamed, so a crash never leaves a half-written file
+that looks complete. Readers refuse a store of another schema version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from esi.data.record import LEADS
+from esi.errors import DatasetNotFoundError, StoreError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SCHEMA_VERSION = 1
+SIGNAL_DTYPE = "float16"
+MANIFEST_COLUMNS = (
+    "record_id", "source", "subject_id", "age", "sex", "fold", "label_system", "labels", "conditions",
+    "report", "path", "original_fs", "original_n_samples", "window", "padded_samples", "nan_fraction",
+    "nan_filled", "shard", "row",
+)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    """Atomically write ``obj`` as indented JSON."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+def atomic_write_parquet(path: str | Path, df: pd.DataFrame) -> None:
+    """Atomically write a DataFrame as parquet."""
+    import io
+
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+class EcgStore:
+    """Read access to a store. ``store.signal(i)`` is the (12, n_samples) float32 window of manifest row i."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        header_path = self.path / "header.json"
+        if not header_path.exists():
+            raise DatasetNotFoundError(
+                f"no ESI store at {self.path} (header.json missing); create one with "
+                "'esi data prepare --source SOURCE --root DIR --out STORE'")
+        self.header: dict[str, Any] = json.loads(header_path.read_text())
+        version = self.header.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise StoreError(f"store {self.path} has schema version {version}, this ESI reads "
+                             f"{SCHEMA_VERSION}; re-create it with 'esi data prepare'")
+        if not self.header.get("complete"):
+            raise StoreError(f"store {self.path} is incomplete ({self.header.get('shards_done', 0)} of "
+                             f"{self.header.get('n_shards', '?')} shards); re-run the same "
+                             "'esi data prepare' command to finish it")
+        self._manifest: pd.DataFrame | None = None
+        self._shards: dict[int, np.ndarray] = {}
+        self._locs: np.ndarray | None = None
+
+    # --- metadata -------------------------------------------------------------------------------------
+    @property
+    def fs(self) -> int:
+        return int(self.header["fs"])
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.header["n_samples"])
+
+    @property
+    def leads(self) -> list[str]:
+        return list(self.header["leads"])
+
+    @property
+    def manifest(self) -> pd.DataFrame:
+        """The manifest (cached). Columns 'labels' and 'conditions' hold JSON strings; see :meth:`labels`."""
+        if self._manifest is None:
+            import pandas as pd
+
+            self._manifest = pd.read_parquet(self.path / "manifest.parquet")
+        return self._manifest
+
+    def __len__(self) -> int:
+        return int(self.header["n_records"])
+
+    def rejects(self) -> pd.DataFrame:
+        """Records that failed to read or preprocess (record_id, path, reason)."""
+        import pandas as pd
+
+        path = self.path / "rejects.parquet"
+        return pd.read_parquet(path) if path.exists() else pd.DataFrame(columns=["record_id", "path", "reason"])
+
+    def labels(self, i: int) -> dict[str, float]:
+        return json.loads(self.manifest["labels"].iat[i])
+
+    def conditions(self, i: int) -> dict[str, float]:
+        return json.loads(self.manifest["conditions"].iat[i])
+
+    # --- quarantine (written by validation, honoured by datasets) ---------------------------------------
+    @property
+    def quarantine_path(self) -> Path:
+        return self.path / "quarantine.parquet"
+
+    def quarantined_ids(self, path: str | Path | None = None) -> set[str]:
+        """Record ids in the quarantine list (the store's own, or ``path``); empty when there is none."""
+        import pandas as pd
+
+        qpath = Path(path) if path else self.quarantine_path
+        if not qpath.exists():
+            if path:
+                raise DatasetNotFoundError(f"quarantine list {qpath} does not exist")
+            return set()
+        return set(pd.read_parquet(qpath, columns=["record_id"])["record_id"].astype(str))
+
+    def indices(self, *, exclude_quarantined: bool = True, folds: Sequence[int] | None = None,
+                quarantine: str | Path | None = None) -> np.ndarray:
+        """Manifest row indices, optionally restricted to folds and without quarantined records."""
+        m = self.manifest
+        keep = np.ones(len(m), dtype=bool)
+        if folds is not None:
+            keep &= m["fold"].isin(list(folds)).to_numpy()
+        if exclude_quarantined:
+            bad = self.quarantined_ids(quarantine)
+            if bad:
+                keep &= ~m["record_id"].astype(str).isin(bad).to_numpy()
+        return np.flatnonzero(keep)
+
+    # --- signals --------------------------------------------------------------------------------------
+    def _shard(self, shard: int) -> np.ndarray:
+        arr = self._shards.get(shard)
+        if arr is None:
+            arr = np.load(self.path / "shards" / f"shard-{shard:05d}" / "signals.npy", mmap_mode="r")
+            self._shards[shard] = arr
+        return arr
+
+    def _loc(self, i: int) -> tuple[int, int]:
+        if self._locs is None:
+            self._locs = self.manifest[["shard", "row"]].to_numpy(dtype=np.int64)
+        shard, row = self._locs[i]
+        return int(shard), int(row)
+
+    def signal(self, i: int) -> np.ndarray:
+        """The (12, n_samples) float32 signal of manifest row ``i`` in mV."""
+        if not 0 <= i < len(self):
+            raise IndexError(f"store index {i} out of range 0..{len(self) - 1}")
+        shard, row = self._loc(i)
+        return np.asarray(self._shard(shard)[row], dtype=np.float32)
+
+    def signals(self, indices: Sequence[int]) -> np.ndarray:
+        """Stack of signals (len(indices), 12, n_samples) float32."""
+        return np.stack([self.signal(int(i)) for i in indices]) if len(indices) else np.zeros(
+            (0, len(LEADS), self.n_samples), np.float32)
+
+    def iter_batches(self, batch_size: int = 256, indices: Sequence[int] | None = None):
+        """Yield (indices, signals) batches in store order, reading shard by shard (bounded memory)."""
+        idx = np.arange(len(self)) if indices is None else np.asarray(indices)
+        for start in range(0, len(idx), batch_size):
+            chunk = idx[start:start + batch_size]
+            yield chunk, self.signals(chunk)
+
+    def __getstate__(self) -> dict:
+        # Memory maps are reopened lazily in each worker process.
+        state = dict(self.__dict__)
+        state["_shards"] = {}
+        return state
+
+
+def open_store(path: str | Path) -> EcgStore:
+    """Open a store (raises DatasetNotFoundError / StoreError with the fix)."""
+    return EcgStore(path)

@@ -1,0 +1,146 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from esi.data.readers import get_reader, iter_records, list_refs
+from esi.data.record import LEADS
+from esi.errors import ConfigError, DataError, DatasetNotFoundError, RecordReadError
+
+
+def _read_all(source: str, root: Path, **kw):
+    reader = get_reader(source)
+    return [reader.read(ref) for ref in reader.list_refs(root, **kw)]
+
+
+class TestPtbxl:
+    def test_reads_every_row_with_metadata(self, real_dir: Path) -> None:
+        records = _read_all("ptbxl", real_dir / "ptbxl")
+        assert len(records) == 12
+        first = records[0]
+        assert first.record_id == "ptbxl/1" and first.label_system == "scp"
+        assert first.labels == {"NORM": 100.0, "LVOLT": 0.0, "SR": 0.0}
+        assert first.subject_id == "15709" and first.fold == 3 and first.sex == "F" and first.age == 56.0
+        assert first.report and "sinusrhythmus" in first.report
+        assert {r.fs for r in records} == {100.0, 500.0}  # 'auto' takes 500 Hz where present
+        for r in records:
+            assert r.signal.shape == (12, int(r.fs * 10)) and r.signal.dtype == np.float32
+            assert np.isfinite(r.signal).all()
+
+    def test_rate_100(self, real_dir: Path) -> None:
+        reader = get_reader("ptbxl")
+        refs = reader.list_refs(real_dir / "ptbxl", rate="100")
+        assert all("records100" in ref.path for ref in refs)
+        ok = [reader.read(ref) for ref in refs if not ref.path.endswith("00666_lr")]
+        assert {r.fs for r in ok} == {100.0}
+        # ecg_id 666 exists only at 500 Hz: asking for 100 Hz names the missing file
+        with pytest.raises(RecordReadError, match="00666_lr.hea"):
+            reader.read(next(ref for ref in refs if ref.path.endswith("00666_lr")))
+
+    def test_upper_case_avr_equals_challenge_header(self, real_dir: Path) -> None:
+        # 00005_hr names its leads AVR/AVL/AVF; Einthoven/Goldberger must hold after reordering by name
+        rec = next(r for r in _read_all("ptbxl", real_dir / "ptbxl") if r.record_id == "ptbxl/5")
+        i, ii, avr = rec.signal[0], rec.signal[1], rec.signal[3]
+        assert np.abs(avr + (i + ii) / 2).max() < 0.05
+
+    def test_missing_database(self, tmp_path: Path) -> None:
+        with pytest.raises(DataError, match="ptbxl_database.csv"):
+            list_refs("ptbxl", tmp_path)
+
+    def test_missing_root(self, tmp_path: Path) -> None:
+        with pytest.raises(DatasetNotFoundError, match="does not exist"):
+            list_refs("ptbxl", tmp_path / "nope")
+
+
+@pytest.mark.parametrize("folder,n", [("cpsc2018", 4), ("chapman_shaoxing", 2), ("georgia", 2), ("ningbo", 2),
+                                      ("ptbxl_challenge2021", 2)])
+def test_challenge_sources(real_dir: Path, folder: str, n: int) -> None:
+    records = _read_all("challenge", real_dir / folder)
+    assert len(records) == n
+    for r in records:
+        assert r.label_system == "snomed" and r.labels and all(k.isdigit() for k in r.labels)
+        assert r.sex in ("M", "F")
+        assert r.age is None or 0 < r.age < 120  # Georgia writes '#Age: NaN' for unknown ages
+        assert r.signal.shape[0] == 12 and np.isfinite(r.signal).all()
+        assert r.source == folder
+
+
+def test_chapman_multi_label(real_dir: Path) -> None:
+    rec = _read_all("challenge", real_dir / "chapman_shaoxing")[0]
+    assert set(rec.labels) == {"164889003", "59118001", "164934002"}
+
+
+def test_icbeb_original_form(icbeb_root: Path, real_dir: Path) -> None:
+    records = {r.record_id: r for r in _read_all("icbeb", icbeb_root)}
+    assert set(records) == {"icbeb/A0001", "icbeb/A0002", "icbeb/A0003", "icbeb/A0004"}
+    assert records["icbeb/A0001"].labels == {"RBBB": 1.0}
+    assert records["icbeb/A0004"].labels == {"AF": 1.0, "STD": 1.0}
+    assert records["icbeb/A0001"].age == 74.0 and records["icbeb/A0001"].sex == "M"
+    # the same signal as the Challenge form of the record
+    challenge = _read_all("challenge", real_dir / "cpsc2018")[0]
+    np.testing.assert_allclose(records["icbeb/A0001"].signal, challenge.signal, atol=1e-3)
+
+
+def test_icbeb_bad_reference(tmp_path: Path) -> None:
+    (tmp_path / "REFERENCE.csv").write_text("Recording,First_label\nA0001,12\n")
+    with pytest.raises(DataError, match="not a CPSC class"):
+        list_refs("icbeb", tmp_path)
+
+
+def test_mimic_reorders_avf_avl(mimic_root: Path, real_dir: Path) -> None:
+    records = _read_all("mimic", mimic_root)
+    assert len(records) == 2
+    rec = records[0]
+    assert rec.label_system == "mimic" and len(rec.labels) == 3 and rec.subject_id == "10000032"
+    assert rec.report and rec.report.count(";") == 2
+    original = next(r for r in _read_all("ptbxl", real_dir / "ptbxl") if r.record_id == "ptbxl/5")
+    np.testing.assert_allclose(rec.signal, original.signal, atol=2e-3)  # aVL/aVF back in canonical places
+
+
+class TestGenericWfdb:
+    def test_code15_headers(self, real_dir: Path) -> None:
+        records = _read_all("wfdb", real_dir / "code15_challenge2025")
+        assert len(records) == 3
+        assert {r.fs for r in records} == {400.0}
+        assert all(r.subject_id for r in records) and all(r.age for r in records)
+
+    def test_ptb_drops_frank_leads(self, real_dir: Path) -> None:
+        (rec,) = _read_all("wfdb", real_dir / "ptb")
+        assert rec.signal.shape == (12, 38400) and rec.fs == 1000.0 and rec.sex == "F" and rec.age == 81.0
+
+
+class TestCorruptInputs:
+    def _errors(self, root: Path) -> dict[str, str]:
+        reader = get_reader("wfdb")
+        out = {}
+        for ref in reader.list_refs(root):
+            try:
+                reader.read(ref)
+                out[ref.record_id.split("/")[-1]] = "ok"
+            except RecordReadError as exc:
+                out[ref.record_id.split("/")[-1]] = str(exc)
+        return out
+
+    def test_each_fault_has_a_clear_message(self, corrupt_root: Path) -> None:
+        errors = self._errors(corrupt_root)
+        assert errors["good"] == "ok"
+        assert "truncated" in errors["truncated"] and "truncated.dat" in errors["truncated"]
+        assert "missing standard lead(s) V6" in errors["eleven"] and "eleven.hea" in errors["eleven"]
+        assert "unsupported WFDB signal format '999'" in errors["badformat"]
+        assert "signal file is missing" in errors["nodat"] and "nodat.dat" in errors["nodat"]
+
+    def test_missing_header(self, tmp_path: Path) -> None:
+        from esi.data.readers.base import load_wfdb
+
+        with pytest.raises(RecordReadError, match="header file is missing"):
+            load_wfdb(str(tmp_path / "absent"))
+
+
+def test_unknown_source() -> None:
+    with pytest.raises(ConfigError, match="known sources: ptbxl, challenge"):
+        get_reader("edf")
+
+
+def test_iter_records_lead_order(real_dir: Path) -> None:
+    rec = next(iter_records("challenge", real_dir / "georgia"))
+    assert rec.meta["lead_names"] == list(LEADS)
