@@ -1,0 +1,1 @@
+"""Cardio Query Assistant: condition vocabulary, label harmonisation, knowledge base and captions."""

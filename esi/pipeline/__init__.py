@@ -1,0 +1,1 @@
+"""Glue that chains the stages: in-process (``esi run``), and later kfp.local / Kubeflow on a cluster."""

@@ -1,0 +1,194 @@
+"""The whole pipeline in one process, on the embedded defaults: what ``make run`` executes.
+
+Each stage is the same plain function a Kubeflow component wraps. Every stage resumes: the generator skips
+records it already wrote, ``prepare`` skips finished shards, the knowledge base re-embeds only changed
+chunks, captions come from the cache, pretraining resumes from its last checkpoint and evaluation reuses
+cached embeddings. So re-running ``esi run`` after an interruption picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from esi.data.store import atomic_write_json
+from esi.errors import ConfigError, ValidationFailed
+
+log = logging.getLogger(__name__)
+
+STAGES = ("synth", "prepare", "validate", "kb", "caption", "pretrain", "evaluate")
+
+
+@dataclass
+class RunConfig:
+    """Options of a local end-to-end run (defaults sized for about ten minutes on two CPU cores)."""
+
+    out: Path
+    subjects: int = 120
+    records_per_subject: int = 5
+    seed: int = 0
+    model: str = "esi_cpu"
+    epochs: int = 3
+    batch_size: int = 16
+    task: str = "superdiagnostic"
+    modes: tuple[str, ...] = ("zero-shot", "linear-probe", "identification")
+    stages: tuple[str, ...] = STAGES
+    workers: int = 0
+    gate: bool = True  # a failed critical validation stops the run before any caption or gradient
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        unknown = [s for s in self.stages if s not in STAGES]
+        if unknown:
+            raise ConfigError(f"unknown stage(s) {unknown}; known stages, in order: {', '.join(STAGES)}")
+
+
+@dataclass
+class RunResult:
+    """Where each stage wrote its outputs, with timings."""
+
+    out: str
+    outputs: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+def _paths(out: Path) -> dict[str, Path]:
+    return {"synth": out / "synthetic", "prepare": out / "store", "validate": out / "validation",
+            "kb": out / "kb", "caption": out / "captions.parquet",
+            "caption_cache": out / "caption_cache.sqlite",
+            "pretrain": out / "pretrain", "evaluate": out / "evaluation"}
+
+
+def run_local(config: RunConfig, *, progress: bool = True,
+              on_stage: Callable[[str, float, dict[str, Any]], None] | None = None) -> RunResult:
+    """Run the selected stages in order; returns the output locations. Raises ValidationFailed at the gate."""
+    out = config.out
+    out.mkdir(parents=True, exist_ok=True)
+    p = _paths(out)
+    result = RunResult(out=str(out))
+    state: dict[str, Any] = {}
+
+    def stage(name: str, fn: Callable[[], dict[str, Any]]) -> None:
+        if name not in config.stages:
+            return
+        t0 = time.perf_counter()
+        log.info("stage %s: start", name)
+        notes = fn() or {}
+        dt = time.perf_counter() - t0
+        result.seconds[name] = round(dt, 2)
+        result.notes[name] = notes
+        log.info("stage %s: done in %.1f s", name, dt)
+        atomic_write_json(out / "run.json", asdict(result))
+        if on_stage:
+            on_stage(name, dt, notes)
+
+    def synth() -> dict[str, Any]:
+        from esi.data.synthetic import generate_dataset
+
+        s = generate_dataset(p["synth"], subjects=config.subjects,
+                             records_per_subject=config.records_per_subject, seed=config.seed,
+                             workers=config.workers, progress=progress)
+        result.outputs["synthetic dataset (PTB-XL layout)"] = str(p["synth"])
+        return {"records": s["records"], "subjects": s["subjects"]}
+
+    def prepare_() -> dict[str, Any]:
+        from esi.data.prepare import prepare
+        from esi.data.summary import render_summary, summarize_store
+
+        s = prepare("ptbxl", p["synth"], p["prepare"], workers=config.workers, progress=progress,
+                    shard_size=500)
+        if progress:
+            render_summary(summarize_store(p["prepare"]))
+        result.outputs["ECG store"] = str(p["prepare"])
+        return {"records": s.windows_written, "rejected": s.rejected,
+                "records_per_s": round(s.records_per_s, 1)}
+
+    def validate() -> dict[str, Any]:
+        from esi.validation import validate_store
+
+        report = validate_store(p["prepare"], p["validate"], progress=progress)
+        result.outputs["validation report"] = str(p["validate"] / "report.html")
+        notes = {"passed": report.passed, "quarantined": report.n_quarantined}
+        if not report.passed and config.gate:
+            atomic_write_json(out / "run.json", asdict(result))
+            raise ValidationFailed(f"validation failed on {p['prepare']}: see "
+                                   f"{p['validate'] / 'report.html'}; fix the data or re-run with --no-gate "
+                                   "to continue anyway")
+        return notes
+
+    def kb() -> dict[str, Any]:
+        from esi.cqa.knowledge_base import build_knowledge_base
+
+        s = build_knowledge_base(kb_dir=p["kb"], progress=progress)
+        result.outputs["knowledge base (Chroma)"] = str(p["kb"])
+        return _plain(s)
+
+    def caption() -> dict[str, Any]:
+        from esi.cqa.captions import caption_store
+
+        s = caption_store(p["prepare"], p["caption"], kb_dir=p["kb"], cache_path=p["caption_cache"],
+                          progress=progress)
+        result.outputs["captions"] = str(p["caption"])
+        return _plain(s)
+
+    def pretrain_() -> dict[str, Any]:
+        from esi.train.config import PretrainConfig
+        from esi.train.loop import pretrain
+
+        cfg = PretrainConfig(model=config.model, store=str(p["prepare"]), captions=str(p["caption"]),
+                             out=str(p["pretrain"]), epochs=config.epochs, batch_size=config.batch_size,
+                             warmup_epochs=min(1, config.epochs), decay_every=max(1, config.epochs),
+                             lr=5e-4, seed=config.seed, resume=True)
+        r = pretrain(cfg, progress=progress)
+        state["checkpoint"] = str(r.final_checkpoint)
+        result.outputs["pretrained model"] = str(r.final_checkpoint)
+        result.outputs["training curves"] = str(Path(r.run_dir) / "loss.png")
+        return {"mlflow_run_id": r.mlflow_run_id, "samples_per_s": round(float(r.samples_per_s), 1)}
+
+    def evaluate_() -> dict[str, Any]:
+        from esi.evaluation.run import evaluate
+
+        checkpoint = state.get("checkpoint") or str(p["pretrain"] / "model.pt")
+        r = evaluate(checkpoint, benchmark="synthetic", root=p["prepare"], task=config.task,
+                     modes=list(config.modes), out=p["evaluate"], progress=progress)
+        result.outputs["evaluation report"] = str(Path(r.out) / "report.md")
+        return {"metrics": r.headline() if hasattr(r, "headline") else {}}
+
+    for name, fn in (("synth", synth), ("prepare", prepare_), ("validate", validate), ("kb", kb),
+                     ("caption", caption), ("pretrain", pretrain_), ("evaluate", evaluate_)):
+        stage(name, fn)
+    result.outputs["run record"] = str(out / "run.json")
+    atomic_write_json(out / "run.json", asdict(result))
+    return result
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    """A summary dataclass as a JSON-friendly dict."""
+    try:
+        d = asdict(obj)
+    except TypeError:
+        d = dict(obj) if isinstance(obj, dict) else {"value": str(obj)}
+    return json.loads(json.dumps(d, default=str))
+
+
+def parse_stages(text: str | None) -> tuple[str, ...]:
+    """'synth,prepare' -> ('synth', 'prepare'); 'prepare-' -> every stage from prepare on; None -> all."""
+    if not text:
+        return STAGES
+    text = text.strip()
+    if text.endswith("-"):
+        start = text[:-1]
+        if start not in STAGES:
+            raise ConfigError(f"unknown stage {start!r}; known: {', '.join(STAGES)}")
+        return STAGES[STAGES.index(start):]
+    return tuple(s.strip() for s in text.split(",") if s.strip())
+
+
+def stage_names() -> Sequence[str]:
+    return STAGES
