@@ -1,6 +1,6 @@
 """ESI: ECG Semantic Integrator — an ECG-text foundation model pipeline."""
 
-from esi.settings import apply_offline_env
+from esi._env import apply_offline_env
 
 __version__ = "0.1.0"
 

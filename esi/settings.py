@@ -11,29 +11,14 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
-# Environment variables that keep every library off the network (telemetry, model hubs).
-OFFLINE_ENV = {
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "BENTOML_DO_NOT_TRACK": "True",
-    "ANONYMIZED_TELEMETRY": "False",
-    "GX_ANALYTICS_ENABLED": "False",
-    "TOKENIZERS_PARALLELISM": "false",
-    "DO_NOT_TRACK": "1",
-}
-# Telemetry stays off even on a cluster where model hubs are allowed (ESI_OFFLINE=0).
-TELEMETRY_ENV = {k: v for k, v in OFFLINE_ENV.items() if not k.endswith("_OFFLINE")}
-
-
-def apply_offline_env(offline: bool | None = None) -> None:
-    """Set the offline/telemetry variables unless the user set them already."""
-    if offline is None:
-        offline = os.environ.get("ESI_OFFLINE", "1").lower() not in ("0", "false", "no")
-    for key, value in (OFFLINE_ENV if offline else TELEMETRY_ENV).items():
-        os.environ.setdefault(key, value)
+from esi._env import OFFLINE_ENV, TELEMETRY_ENV, apply_offline_env  # noqa: F401  (re-exported)
 
 
 class Settings(BaseSettings):
@@ -43,7 +28,8 @@ class Settings(BaseSettings):
                                       populate_by_name=True)
 
     home: Path = Field(Path(".esi"), description="work directory: stores, knowledge base, caches, runs")
-    offline: bool = Field(True, description="no model hub or telemetry access (set ESI_OFFLINE=0 on a cluster)")
+    offline: bool = Field(True, description="no model hub or telemetry access "
+                                            "(set ESI_OFFLINE=0 on a cluster)")
     mlflow_tracking_uri: str | None = Field(
         None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "ESI_MLFLOW_TRACKING_URI"),
         description="MLflow tracking URI; default sqlite:///$ESI_HOME/mlflow.db")
@@ -75,7 +61,8 @@ class Settings(BaseSettings):
     seed: int = 0
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings],
+                                   init_settings: PydanticBaseSettingsSource,
                                    env_settings: PydanticBaseSettingsSource,
                                    dotenv_settings: PydanticBaseSettingsSource,
                                    file_secret_settings: PydanticBaseSettingsSource,
