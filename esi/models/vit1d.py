@@ -52,7 +52,7 @@ class ViT1d(nn.Module):
         self.grad_checkpointing = False
         self.patch_embed = nn.Conv1d(in_chans, width, patch_size, stride=patch_size)
         self.pos_embed = nn.Parameter(torch.randn(1, max(1, seq_len // patch_size), width) * 0.02)
-        rates = torch.linspace(0, drop_path_rate, depth).tolist()
+        rates = [drop_path_rate * i / max(1, depth - 1) for i in range(depth)]
         self.blocks = nn.ModuleList([TransformerBlock(width, heads, mlp_ratio, r) for r in rates])
         self.norm = nn.LayerNorm(width)
 

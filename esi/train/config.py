@@ -1,4 +1,4 @@
-"""The pretraining configuration: one dataclass, JSON in and out, validated with errors that name the field."""
+"""The pretraining configuration: one dataclass, JSON in and out, validated with errors naming the field."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ class AugmentConfig:
     amplitude_scale: float = 0.1  # multiply the record by U(1 - a, 1 + a); 0 disables
     noise_std: float = 0.01  # additive Gaussian noise in mV; 0 disables
     max_shift: int = 0  # random time shift of up to +/- this many samples, zero-filled; 0 disables
-    crop: int | None = None  # random crop to this many samples (the model sees shorter windows); None disables
+    crop: int | None = None  # random crop to this many samples (shorter model input); None disables
 
     def validate(self) -> None:
         if not 0 <= self.amplitude_scale < 1:
@@ -45,8 +45,11 @@ class AugmentConfig:
 
 @dataclass
 class PretrainConfig:
-    """Everything a pretraining run needs. Defaults follow the paper's recipe (AdamW 5e-5, 30 epochs, 5 warm-up
-    epochs, x0.1 every 10 epochs, lambda_con = lambda_cap = 1)."""
+    """Everything a pretraining run needs.
+
+    Defaults follow the paper's recipe: AdamW 5e-5, 30 epochs, 5 warm-up epochs, x0.1 every 10 epochs,
+    lambda_con = lambda_cap = 1, 48 records per device.
+    """
 
     model: str = "esi_cpu"  # model config name (esi/models/configs/<name>.json)
     model_overrides: dict[str, Any] = field(default_factory=dict)  # keyword overrides of create_model
@@ -85,6 +88,16 @@ class PretrainConfig:
     experiment: str | None = None  # MLflow experiment; None: ESI_MLFLOW_EXPERIMENT
     run_name: str | None = None
     resume: bool = False  # continue from the latest checkpoint in `out` (fresh start when there is none)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.augment, dict):  # PretrainConfig(augment={"noise_std": 0}) is accepted too
+            known = {f.name for f in fields(AugmentConfig)}
+            bad = sorted(set(self.augment) - known)
+            if bad:
+                raise ConfigError(f"unknown augment setting(s) {bad}; known: {sorted(known)}")
+            self.augment = AugmentConfig(**self.augment)
+        if isinstance(self.betas, list):
+            self.betas = (float(self.betas[0]), float(self.betas[1])) if len(self.betas) == 2 else self.betas
 
     # --- validation -------------------------------------------------------------------------------------
     def validate(self) -> PretrainConfig:
@@ -132,8 +145,8 @@ class PretrainConfig:
             raise ConfigError("pretrain config: store is not set; pass --store STORE (a folder made by "
                               "'esi data prepare')")
         if not self.captions:
-            raise ConfigError("pretrain config: captions is not set; pass --captions CAPTIONS.parquet (made by "
-                              "'esi caption')")
+            raise ConfigError("pretrain config: captions is not set; pass --captions CAPTIONS.parquet "
+                              "(made by 'esi caption')")
 
     # --- (de)serialisation -------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -1,0 +1,178 @@
+"""Zero-shot classification: class prompts -> text embeddings; score = cosine(ECG embedding, class embedding).
+
+Prompts come from the benchmark's class texts (names, statement descriptions), the condition vocabulary and
+the knowledge corpus (a diagnostic-criteria and a waveform-feature sentence per condition), several per class,
+embedded with the model's text tower, averaged and re-normalised. F1 thresholds are chosen on the validation
+split only; the test split's labels are used for nothing but the final metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from esi.errors import EvaluationError
+from esi.evaluation.benchmarks import Benchmark
+from esi.evaluation.metrics import best_f1_thresholds, f1_macro, macro_auc
+
+log = logging.getLogger(__name__)
+
+CORPUS_DIR = Path(__file__).resolve().parent.parent / "cqa" / "corpus"
+CRITERIA_SECTIONS = ("Diagnostic criteria", "Waveform features")
+
+
+@lru_cache(maxsize=256)
+def corpus_sentences(condition_id: str, corpus_dir: str | None = None) -> dict[str, list[str]]:
+    """Bullet sentences of the corpus document of a condition, per section ({} when there is no document)."""
+    path = Path(corpus_dir or CORPUS_DIR) / f"{condition_id}.md"
+    if not path.exists():
+        return {}
+    sections: dict[str, list[str]] = {}
+    current = None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        head = re.match(r"^##\s+(.+?)\s*$", line)
+        if head:
+            current = head.group(1)
+            continue
+        bullet = re.match(r"^\s*[-*]\s+(.+?)\s*$", line)
+        if current and bullet:
+            sections.setdefault(current, []).append(bullet.group(1))
+    return sections
+
+
+def _condition_ids(code: str, text: str | None, label_system: str) -> list[str]:
+    """Condition ids a raw label maps to: harmonisation first, then vocabulary look-ups of code and text."""
+    ids: list[str] = []
+    try:
+        from esi.cqa.harmonize import harmonize
+
+        system = label_system if label_system in ("scp", "snomed", "icbeb") else "scp"
+        ids = list(harmonize(system, {code: 100.0}).conditions)
+    except Exception:  # harmonisation not available or unknown code: fall back on look-ups
+        ids = []
+    if ids:
+        return ids
+    try:
+        from esi.cqa.vocabulary import load_vocabulary
+
+        vocab = load_vocabulary()
+    except Exception:
+        return []
+    if code in vocab:
+        return [code]
+    for cand in (vocab.by_abbreviation(code), vocab.lookup(code), vocab.lookup(text) if text else None):
+        if cand is not None:
+            return [cand.condition_id]
+    return []
+
+
+def class_prompts(bench: Benchmark, *, max_descriptions: int = 4, max_criteria: int = 2,
+                  knowledge_base: Any | None = None, corpus_dir: str | Path | None = None) -> dict[str, list[str]]:
+    """Several prompts per class: its name, 'ECG showing <name>', member descriptions, criteria sentences.
+
+    ``knowledge_base`` (optional, anything with ``query(text, k)`` returning passages or (passage, score)
+    pairs) adds one retrieved passage per class.
+    """
+    prompts: dict[str, list[str]] = {}
+    members = bench.class_members
+    for cls in bench.class_names:
+        texts = bench.class_texts.get(cls) or [cls]
+        name = texts[0]
+        out = [name, f"ECG showing {name}", f"12-lead electrocardiogram with {name}"]
+        out += [f"ECG showing {d}" for d in texts[1:1 + max_descriptions]]
+        criteria: list[str] = []
+        ids: list[str] = []
+        for code in members.get(cls, [cls]):
+            ids += [i for i in _condition_ids(code, None, bench.label_system) if i not in ids]
+        if not ids:  # e.g. an aggregated class: try its readable name
+            ids = _condition_ids(cls, name, bench.label_system)
+        for cid in ids:
+            sec = corpus_sentences(cid, str(corpus_dir) if corpus_dir else None)
+            criteria += [sec[s][0] for s in CRITERIA_SECTIONS if sec.get(s)]
+            if len(criteria) >= max_criteria:
+                break
+        out += criteria[:max_criteria]
+        if knowledge_base is not None:
+            try:
+                hits = knowledge_base.query(f"ECG findings of {name}", 1)
+                for hit in hits[:1]:
+                    text = hit[0] if isinstance(hit, tuple) else getattr(hit, "page_content", hit)
+                    out.append(str(text)[:300])
+            except Exception as exc:  # the KB is optional; prompts stand without it
+                log.warning("knowledge-base query for %s failed (%s); using vocabulary prompts only", cls, exc)
+        seen: set[str] = set()
+        prompts[cls] = [p for p in out if p and not (p.lower() in seen or seen.add(p.lower()))]
+    return prompts
+
+
+def embed_texts(model: Any, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    """L2-normalised text embeddings with the model's text tower."""
+    import torch
+
+    out = []
+    was_training = bool(getattr(model, "training", False))
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+    except (StopIteration, AttributeError):
+        device = torch.device("cpu")
+    with torch.no_grad():
+        for start in range(0, len(texts), batch_size):
+            tok = model.tokenize(list(texts[start:start + batch_size]))
+            z = model.encode_text(tok["input_ids"].to(device), tok["attention_mask"].to(device))
+            out.append(z.float().cpu().numpy())
+    if was_training:
+        model.train()
+    z = np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+    return z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+
+
+def class_embeddings(model: Any, prompts: dict[str, list[str]]) -> np.ndarray:
+    """(C, D): the mean of each class's prompt embeddings, re-normalised."""
+    flat = [p for ps in prompts.values() for p in ps]
+    if not flat:
+        raise EvaluationError("no prompts to embed")
+    z = embed_texts(model, flat)
+    rows, k = [], 0
+    for ps in prompts.values():
+        m = z[k:k + len(ps)].mean(0)
+        rows.append(m / max(float(np.linalg.norm(m)), 1e-12))
+        k += len(ps)
+    return np.stack(rows)
+
+
+def scores(ecg_embeddings: np.ndarray, class_emb: np.ndarray) -> np.ndarray:
+    """Cosine similarity of (normalised) ECG embeddings with the class embeddings."""
+    e = ecg_embeddings / np.maximum(np.linalg.norm(ecg_embeddings, axis=1, keepdims=True), 1e-12)
+    return e @ class_emb.T
+
+
+def evaluate_scores(class_names: list[str], scores_val: np.ndarray, y_val: np.ndarray, scores_test: np.ndarray,
+                    y_test: np.ndarray, *, n_bootstrap: int = 1000, seed: int = 0) -> dict:
+    """Macro AUC (+CI) on test and F1-macro with per-class thresholds fitted on validation only."""
+    thresholds = best_f1_thresholds(y_val, scores_val)
+    auc = macro_auc(y_test, scores_test, class_names, n_bootstrap=n_bootstrap, seed=seed)
+    return {**auc.to_dict(), "f1_macro": f1_macro(y_test, scores_test, thresholds),
+            "f1_macro_val": f1_macro(y_val, scores_val, thresholds),
+            "thresholds": {c: float(t) for c, t in zip(class_names, thresholds, strict=True)}}
+
+
+def zero_shot(model: Any, bench: Benchmark, emb_val: np.ndarray, emb_test: np.ndarray, *,
+              prompts: dict[str, list[str]] | None = None, n_bootstrap: int = 1000, seed: int = 0,
+              knowledge_base: Any | None = None) -> dict:
+    """Zero-shot evaluation of a benchmark from the validation and test ECG embeddings."""
+    prompts = prompts or class_prompts(bench, knowledge_base=knowledge_base)
+    cemb = class_embeddings(model, prompts)
+    _, y_val = bench.split("val")
+    _, y_test = bench.split("test")
+    s_val, s_test = scores(emb_val, cemb), scores(emb_test, cemb)
+    result = evaluate_scores(bench.class_names, s_val, y_val, s_test, y_test, n_bootstrap=n_bootstrap, seed=seed)
+    result["prompts"] = prompts
+    result["_scores_test"] = s_test  # for ROC plots; dropped from the JSON
+    return result

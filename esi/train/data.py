@@ -1,0 +1,318 @@
+"""Pretraining data: store records joined with their captions, tokenised once, augmented, sampled per rank.
+
+Records come from :class:`esi.data.dataset.EcgStoreDataset`, so quarantined records are never seen.
+Records without a caption: with ``missing_captions="error"`` (the default) the run stops and says how many
+and how to fix it (caption the store again, or pass ``--skip-missing-captions``); with ``"skip"`` they are
+left out and the count is logged. A silent skip is never an option.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, DistributedSampler
+
+from esi.errors import DataError, DatasetNotFoundError
+from esi.train.checkpointing import atomic_torch_save
+from esi.train.config import AugmentConfig
+
+log = logging.getLogger(__name__)
+
+TOKEN_CACHE_VERSION = 1
+# Tokenising this fixed text puts the tokenizer's vocabulary into the cache key: another tokenizer with the
+# same config name still gets its own cache.
+_PROBE = ("Sinus rhythm with right bundle branch block; prolonged QRS (140 ms), rSR' in V1-V3. "
+          "63-year-old male.")
+
+
+# --- captions -------------------------------------------------------------------------------------
+def load_captions(path: str | Path) -> dict[str, str]:
+    """record_id -> caption from the captions parquet (columns record_id, caption; others are ignored)."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.exists():
+        raise DatasetNotFoundError(f"captions table {path} does not exist; create it with 'esi caption' "
+                                   "(or pass --captions)")
+    try:
+        df = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a non-parquet file
+        raise DataError(f"cannot read the captions table: {exc}", path=str(path),
+                        fix="pass the parquet written by 'esi caption'") from exc
+    for col in ("record_id", "caption"):
+        if col not in df.columns:
+            raise DataError(f"captions table has no '{col}' column (columns: {list(df.columns)})",
+                            path=str(path), field=col, fix="pass the parquet written by 'esi caption'")
+    df = df[["record_id", "caption"]].copy()
+    df["record_id"] = df["record_id"].astype(str)
+    empty = df["caption"].isna() | (df["caption"].astype(str).str.strip() == "")
+    if empty.any():
+        example = df.loc[empty, "record_id"].iat[0]
+        raise DataError(f"{int(empty.sum())} captions are empty (e.g. record {example})",
+                        path=str(path), field="caption", fix="re-run 'esi caption' for these records")
+    df = df.drop_duplicates()
+    dup = df["record_id"].duplicated(keep=False)
+    if dup.any():
+        ids = sorted(df.loc[dup, "record_id"].unique())[:5]
+        raise DataError(f"{int(df.loc[dup, 'record_id'].nunique())} record ids have more than one caption "
+                        f"(e.g. {ids})", path=str(path), field="record_id",
+                        fix="keep one caption per record_id (re-run 'esi caption' into a fresh file)")
+    return dict(zip(df["record_id"], df["caption"].astype(str), strict=True))
+
+
+# --- tokenisation, once, cached -------------------------------------------------------------------
+def _tokenize(tokenize: Callable[..., dict[str, torch.Tensor]], texts: list[str], max_length: int,
+              chunk: int, progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    from tqdm import tqdm
+
+    ids_parts, mask_parts = [], []
+    starts = range(0, len(texts), chunk)
+    quiet = not progress or len(starts) < 2
+    for start in tqdm(starts, desc="tokenise captions", unit="chunk", disable=quiet):
+        out = tokenize(texts[start:start + chunk], max_length=max_length)
+        ids_parts.append(torch.as_tensor(out["input_ids"])[:, :max_length])
+        mask_parts.append(torch.as_tensor(out["attention_mask"])[:, :max_length])
+    width = max(p.shape[1] for p in ids_parts)
+    pad_id = 0
+    for ids, mask in zip(ids_parts, mask_parts, strict=True):
+        padded = ids[mask == 0]
+        if padded.numel():
+            pad_id = int(padded[0])  # the tokenizer's own pad id, read from a padded position
+            break
+    ids = torch.full((len(texts), width), pad_id, dtype=torch.int32)
+    mask = torch.zeros((len(texts), width), dtype=torch.uint8)
+    row = 0
+    for i_part, m_part in zip(ids_parts, mask_parts, strict=True):
+        n, w = i_part.shape
+        ids[row:row + n, :w] = i_part.to(torch.int32)
+        mask[row:row + n, :w] = m_part.to(torch.uint8)
+        row += n
+    return ids, mask
+
+
+def token_cache_key(model: Any, texts: Sequence[str], max_length: int) -> str:
+    """Hash of the tokenizer (text config + the ids of a probe sentence), the length and the texts."""
+    h = hashlib.sha256()
+    h.update(f"v{TOKEN_CACHE_VERSION}|{max_length}|".encode())
+    try:
+        cfg = model.config_dict()
+        cfg = cfg.get("text_cfg", cfg) if isinstance(cfg, dict) else cfg
+        h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
+    except Exception:  # the probe below still identifies the tokenizer
+        pass
+    probe = model.tokenize([_PROBE], max_length=max_length)
+    h.update(np.asarray(probe["input_ids"]).tobytes())
+    for t in texts:
+        h.update(t.encode())
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+def tokenize_captions(model: Any, texts: Sequence[str], max_length: int, cache_dir: str | Path | None = None,
+                      *, chunk: int = 512, progress: bool = False, build: bool = True
+                      ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Token ids (N, L) int32 and attention mask (N, L) uint8 of ``texts``, cached under ``cache_dir``.
+
+    The cache file is keyed by :func:`token_cache_key`, so a changed caption table or tokenizer gets a new
+    file. With ``build=False`` only an existing cache is read (None when there is none): other ranks wait
+    for rank 0 to build it.
+    """
+    texts = list(texts)
+    path = None
+    if cache_dir is not None:
+        key = token_cache_key(model, texts, max_length)
+        path = Path(cache_dir) / f"tokens-{key[:20]}.pt"
+        if path.exists():
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+            if blob["input_ids"].shape[0] == len(texts):
+                log.info("caption tokens from cache %s", path)
+                return blob["input_ids"], blob["attention_mask"]
+    if not build:
+        return None
+    ids, mask = _tokenize(model.tokenize, texts, max_length, chunk, progress)
+    if path is not None:
+        atomic_torch_save({"input_ids": ids, "attention_mask": mask}, path)
+        log.info("tokenised %d captions (length %d) -> %s", len(texts), ids.shape[1], path)
+    return ids, mask
+
+
+# --- augmentation and misalignment ----------------------------------------------------------------
+def augment_signal(x: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
+    """Amplitude scaling, Gaussian noise (mV), zero-filled time shift and random crop of a (12, n) signal."""
+    y = np.asarray(x, dtype=np.float32)
+    if cfg.crop is not None and cfg.crop < y.shape[-1]:
+        start = int(rng.integers(0, y.shape[-1] - cfg.crop + 1))
+        y = y[:, start:start + cfg.crop]
+    if cfg.max_shift > 0:
+        shift = int(rng.integers(-cfg.max_shift, cfg.max_shift + 1))
+        if shift:
+            shifted = np.zeros_like(y)
+            if shift > 0:
+                shifted[:, shift:] = y[:, :-shift]
+            else:
+                shifted[:, :shift] = y[:, -shift:]
+            y = shifted
+    if cfg.amplitude_scale > 0:
+        y = y * np.float32(rng.uniform(1 - cfg.amplitude_scale, 1 + cfg.amplitude_scale))
+    if cfg.noise_std > 0:
+        y = y + rng.normal(0.0, cfg.noise_std, size=y.shape).astype(np.float32)
+    return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def misalignment(n: int, fraction: float, seed: int) -> np.ndarray:
+    """Caption index per position: identity, except round(fraction * n) positions that get another's caption.
+
+    The chosen positions are permuted cyclically among themselves, so each of them surely gets a caption of
+    another record (a cycle has no fixed point). Deterministic in ``seed``. With one chosen position there is
+    no partner: two are used.
+    """
+    index = np.arange(n)
+    k = int(round(fraction * n))
+    if k == 1 and n >= 2:
+        k = 2
+    if k < 2:
+        return index
+    rng = np.random.default_rng([seed, 0x5EED])
+    chosen = rng.choice(n, size=k, replace=False)
+    index[chosen] = np.roll(chosen, 1)
+    return index
+
+
+# --- dataset --------------------------------------------------------------------------------------
+class PretrainDataset(Dataset):
+    """(ECG, caption tokens) pairs over store rows that have a caption and are not quarantined.
+
+    Args:
+        store: store folder or EcgStore.
+        captions: record_id -> caption.
+        augment: augmentation settings (None: no augmentation).
+        seed: seeds augmentation draws and the shuffled pairs.
+        shuffle_pairs: fraction of misaligned pairs.
+        folds: only these store folds.
+        limit: only the first N usable records.
+        missing_captions: "error" or "skip" for records without a caption.
+    """
+
+    def __init__(self, store: Any, captions: dict[str, str], *, augment: AugmentConfig | None = None,
+                 seed: int = 0, shuffle_pairs: float = 0.0, folds: Sequence[int] | None = None,
+                 limit: int | None = None, missing_captions: str = "error",
+                 captions_path: str | None = None) -> None:
+        from esi.data.dataset import EcgStoreDataset
+        from esi.data.store import EcgStore
+
+        store = store if isinstance(store, EcgStore) else EcgStore(store)
+        rows = store.indices(exclude_quarantined=True, folds=folds)
+        n_all = len(store.indices(exclude_quarantined=False, folds=folds))
+        self.n_quarantined = n_all - len(rows)
+        ids = store.manifest["record_id"].astype(str).to_numpy()
+        has = np.array([ids[r] in captions for r in rows], dtype=bool)
+        self.n_missing_captions = int((~has).sum())
+        if self.n_missing_captions:
+            example = ids[rows[~has][0]]
+            if missing_captions == "error":
+                raise DataError(
+                    f"{self.n_missing_captions} of {len(rows)} usable records have no caption "
+                    f"(e.g. {example})",
+                    path=captions_path, field="record_id",
+                    fix="caption the same store again ('esi caption --store STORE'), or pass "
+                        "--skip-missing-captions (missing_captions='skip') to train without them")
+            log.warning("%d of %d records have no caption and are skipped (e.g. %s)",
+                        self.n_missing_captions, len(rows), example)
+        rows = rows[has]
+        if limit is not None:
+            rows = rows[:limit]
+        if len(rows) == 0:
+            raise DataError("no usable records: all are quarantined, outside the folds, or uncaptioned",
+                            path=str(store.path), fix="check 'esi data info STORE' and the captions table")
+        self.base = EcgStoreDataset(store, indices=rows, exclude_quarantined=True)
+        self.rows = self.base.indices
+        self.record_ids = [str(ids[r]) for r in self.rows]
+        texts = [captions[r] for r in self.record_ids]
+        # Distinct captions are tokenised once; position -> row of the distinct table.
+        self.texts, self.caption_row = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
+        self.texts = [str(t) for t in self.texts]
+        self.text_index = misalignment(len(self.rows), shuffle_pairs, seed)
+        self.augment = augment
+        self.seed = seed
+        self.epoch = 0
+        self.input_ids: torch.Tensor | None = None
+        self.attention_mask: torch.Tensor | None = None
+        log.info("pretraining records: %d (quarantined excluded: %d, without caption: %d, misaligned: %d)",
+                 len(self.rows), self.n_quarantined, self.n_missing_captions, self.n_misaligned)
+
+    @property
+    def n_misaligned(self) -> int:
+        return int((self.text_index != np.arange(len(self.text_index))).sum())
+
+    def set_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
+        """Attach the tokenised distinct captions (rows aligned with ``self.texts``)."""
+        if input_ids.shape[0] != len(self.texts):
+            raise ValueError(f"expected {len(self.texts)} token rows, got {input_ids.shape[0]}")
+        self.input_ids, self.attention_mask = input_ids, attention_mask
+
+    def set_epoch(self, epoch: int) -> None:
+        """Augmentation draws depend on the epoch (call before creating the epoch's iterator)."""
+        self.epoch = int(epoch)
+
+    def caption_of(self, position: int) -> str:
+        """The caption paired with ``position`` (after any deliberate misalignment)."""
+        return self.texts[int(self.caption_row[self.text_index[position]])]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, position: int) -> dict[str, Any]:
+        if self.input_ids is None or self.attention_mask is None:
+            raise RuntimeError("tokens not attached: call set_tokens first")
+        signal = self.base.store.signal(int(self.rows[position]))
+        if self.augment is not None:
+            rng = np.random.default_rng([self.seed, self.epoch, int(position)])
+            signal = augment_signal(signal, rng, self.augment)
+        trow = int(self.caption_row[self.text_index[position]])
+        return {"signal": torch.from_numpy(np.ascontiguousarray(signal, dtype=np.float32)),
+                "input_ids": self.input_ids[trow], "attention_mask": self.attention_mask[trow],
+                "position": position}
+
+
+def collate(batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """Stack a batch and trim token columns that are padding in every row (shorter text passes)."""
+    mask = torch.stack([b["attention_mask"] for b in batch])
+    width = max(2, int(mask.sum(dim=1).max()))
+    return {
+        "signal": torch.stack([b["signal"] for b in batch]),
+        "input_ids": torch.stack([b["input_ids"] for b in batch])[:, :width].long(),
+        "attention_mask": mask[:, :width].long(),
+        "position": torch.as_tensor([b["position"] for b in batch]),
+    }
+
+
+class ResumableDistributedSampler(DistributedSampler):
+    """DistributedSampler (same per-epoch permutation on every rank, seeded by seed + epoch) that can start
+    part-way into an epoch, to resume without replaying or skipping batches.
+
+    Rank r takes positions r, r + W, r + 2W, ... of the permutation, so after k batches of B on each of W
+    ranks exactly the first k * B * W entries of the permutation have been consumed, whatever W was.
+    """
+
+    def __init__(self, dataset: Dataset, num_replicas: int = 1, rank: int = 0, seed: int = 0,
+                 shuffle: bool = True) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed,
+                         drop_last=True)
+        self.start = 0
+
+    def set_start(self, samples_per_rank: int) -> None:
+        """Skip this many of this rank's samples in the current epoch (0 for a fresh epoch)."""
+        self.start = max(0, min(int(samples_per_rank), self.num_samples))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(list(super().__iter__())[self.start:])
+
+    def __len__(self) -> int:
+        return self.num_samples - self.start

@@ -1,0 +1,175 @@
+"""EsiModel: the API the trainer, evaluation and serving use; causality of the decoder; configs and factory."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from esi.errors import ConfigError, DataError, ModelNotFoundError
+from esi.models import EsiModel, create_model, list_models
+
+T = 1000  # short ECGs keep the tests fast; the encoders accept any length
+CAPTIONS = ["sinus rhythm with right bundle branch block and prolonged qrs duration",
+            "atrial fibrillation with irregular rr intervals",
+            "normal ecg"]
+
+
+@pytest.fixture(scope="module")
+def model() -> EsiModel:
+    torch.manual_seed(0)
+    return create_model("esi_test").eval()
+
+
+@pytest.fixture(scope="module")
+def batch(model: EsiModel) -> dict[str, torch.Tensor]:
+    torch.manual_seed(1)
+    return {"ecg": torch.randn(3, 12, T), **model.tokenize(CAPTIONS)}
+
+
+def test_forward_returns_the_contract(model: EsiModel, batch: dict[str, torch.Tensor]) -> None:
+    out = model(**batch)
+    assert set(out) == {"ecg_embedding", "text_embedding", "logit_scale", "caption_logits"}
+    d = model.config.embed_dim
+    assert out["ecg_embedding"].shape == (3, d) and out["text_embedding"].shape == (3, d)
+    assert torch.allclose(out["ecg_embedding"].norm(dim=-1), torch.ones(3), atol=1e-5)
+    assert torch.allclose(out["text_embedding"].norm(dim=-1), torch.ones(3), atol=1e-5)
+    L = batch["input_ids"].shape[1]
+    assert out["caption_logits"].shape == (3, L, model.text.vocab_size)
+    assert out["logit_scale"].ndim == 0 and math.isclose(out["logit_scale"].item(), 1 / 0.07, rel_tol=1e-4)
+    assert torch.allclose(model.encode_ecg(batch["ecg"]), out["ecg_embedding"], atol=1e-5)
+    assert torch.allclose(model.encode_text(batch["input_ids"], batch["attention_mask"]), out["text_embedding"],
+                          atol=1e-5)
+    assert model.ecg_features(batch["ecg"]).shape == (3, model.ecg_encoder.width)
+
+
+def test_tokenize(model: EsiModel) -> None:
+    enc = model.tokenize(["a much longer caption " * 40, "short"])
+    assert set(enc) == {"input_ids", "attention_mask"}
+    assert enc["input_ids"].shape[1] == model.max_text_len
+    assert enc["attention_mask"][1].sum() < model.max_text_len
+    assert enc["input_ids"][1, -1] == model.tokenizer.pad_token_id  # right padding
+    assert model.tokenize(["a b c d e f"], max_length=4)["input_ids"].shape == (1, 4)
+
+
+def test_decoder_is_causal(model: EsiModel, batch: dict[str, torch.Tensor]) -> None:
+    ids = batch["input_ids"].clone()
+    base = model(**{**batch, "input_ids": ids})["caption_logits"]
+    for t in (1, 3, 6):
+        changed = ids.clone()
+        changed[:, t + 1] = (changed[:, t + 1] + 7) % model.text.vocab_size
+        logits = model(**{**batch, "input_ids": changed})["caption_logits"]
+        assert torch.allclose(logits[:, : t + 1], base[:, : t + 1], atol=1e-5)  # positions <= t unchanged
+        assert not torch.allclose(logits[:, t + 1], base[:, t + 1], atol=1e-5)  # the changed one does change
+
+
+def test_decoder_never_reads_the_text_encoder(batch: dict[str, torch.Tensor]) -> None:
+    torch.manual_seed(0)
+    m = create_model("esi_test").eval()
+    before = m(**batch)
+    with torch.no_grad():
+        for p in m.text.parameters():
+            p.add_(torch.randn_like(p))
+    after = m(**batch)
+    assert torch.equal(before["caption_logits"], after["caption_logits"])
+    assert not torch.allclose(before["text_embedding"], after["text_embedding"])
+
+
+def test_decoder_depends_on_the_ecg(model: EsiModel, batch: dict[str, torch.Tensor]) -> None:
+    a = model(**batch)["caption_logits"]
+    b = model(**{**batch, "ecg": batch["ecg"].flip(0)})["caption_logits"]
+    assert not torch.allclose(a, b)
+
+
+def test_logit_scale_init_and_clamp(batch: dict[str, torch.Tensor]) -> None:
+    m = create_model("esi_test")
+    assert math.isclose(m.logit_scale.item(), math.log(1 / 0.07), rel_tol=1e-6)
+    with torch.no_grad():
+        m.logit_scale.fill_(10.0)
+    scale = m(**batch)["logit_scale"]
+    assert math.isclose(scale.item(), 100.0, rel_tol=1e-5)
+    scale.backward()
+    assert m.logit_scale.grad.item() == 0.0  # clamped: no push beyond 100
+    with pytest.raises(ConfigError, match="log"):
+        create_model("esi_test", init_logit_scale=1.0 + math.log(100))
+
+
+def test_skipping_branches(model: EsiModel, batch: dict[str, torch.Tensor]) -> None:
+    assert "caption_logits" not in model(**batch, caption=False)
+    assert "ecg_embedding" not in model(**batch, contrastive=False)
+
+
+def test_bad_inputs_are_data_errors(model: EsiModel, batch: dict[str, torch.Tensor]) -> None:
+    with pytest.raises(DataError, match="12"):
+        model.encode_ecg(torch.randn(2, 8, T))
+    too_long = torch.ones(1, model.max_text_len + 1, dtype=torch.long)
+    with pytest.raises(DataError, match="tokenize"):
+        model.encode_text(too_long, torch.ones_like(too_long))
+
+
+def test_generate_caption(model: EsiModel, batch: dict[str, torch.Tensor]) -> None:
+    captions = model.generate_caption(batch["ecg"], max_new_tokens=5)
+    assert isinstance(captions, list) and len(captions) == 3 and all(isinstance(c, str) for c in captions)
+    assert not model.training
+
+
+@pytest.mark.parametrize("name", ["esi_test_vit", "esi_test_xresnet"])
+def test_backbone_ablation_variants(name: str) -> None:
+    torch.manual_seed(0)
+    m = create_model(name)
+    enc = m.tokenize(CAPTIONS[:2])
+    out = m(torch.randn(2, 12, T if "xresnet" in name else 5000), **enc)
+    assert out["ecg_embedding"].shape == (2, m.config.embed_dim)
+    assert torch.isfinite(out["caption_logits"]).all()
+
+
+class TestFactory:
+    def test_list_models(self) -> None:
+        names = set(list_models())
+        assert {"esi_base", "esi_tiny", "esi_cpu", "esi_test", "esi_tiny_vit", "esi_tiny_xresnet",
+                "esi_test_vit", "esi_test_xresnet"} <= names
+
+    def test_shipped_configs_are_valid(self) -> None:
+        from esi.models.config import config_from_dict
+        from esi.models.factory import load_config
+        from esi.models.registry import list_encoders
+
+        for name in list_models():
+            cfg = config_from_dict(load_config(name))
+            assert cfg.ecg_cfg.encoder in list_encoders()
+            assert cfg.name == name
+
+    def test_paper_configs(self) -> None:
+        from esi.models.factory import load_config
+
+        assert load_config("esi_base")["ecg_cfg"]["encoder"] == "convnextv2_base"
+        assert load_config("esi_tiny")["ecg_cfg"]["encoder"] == "convnextv2_tiny"
+        for name in ("esi_base", "esi_tiny"):
+            assert load_config(name)["text_cfg"]["hf_model_name"] == "michiyasunaga/BioLinkBERT-base"
+
+    def test_unknown_name_lists_known_names(self) -> None:
+        with pytest.raises(ModelNotFoundError, match=r"esi_nope.*esi_base.*esi_test"):
+            create_model("esi_nope")
+
+    def test_overrides_deep_merge(self) -> None:
+        m = create_model("esi_test", embed_dim=24, multimodal_cfg={"n_queries": 3})
+        assert m.config.embed_dim == 24 and m.ecg_proj.out_features == 24
+        assert m.caption_pooler.query.shape[0] == 3
+        assert m.config.multimodal_cfg.width == 64  # untouched sibling keys survive the merge
+        assert m.config_dict()["multimodal_cfg"]["n_queries"] == 3
+
+    def test_unknown_field_is_a_config_error(self) -> None:
+        with pytest.raises(ConfigError, match=r"ecg_cfg\.encodr.*encoder"):
+            create_model("esi_test", ecg_cfg={"encodr": "x"})
+
+    def test_json_path(self, tmp_path: Path) -> None:
+        from esi.models.factory import load_config
+
+        path = tmp_path / "mine.json"
+        path.write_text(json.dumps(load_config("esi_test") | {"embed_dim": 8, "name": "mine"}))
+        assert create_model(path).config.embed_dim == 8
+        with pytest.raises(ModelNotFoundError):
+            create_model(tmp_path / "missing.json")

@@ -1,0 +1,50 @@
+"""``esi pretrain`` through typer's CliRunner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from esi.cli import app
+
+
+def test_pretrain_command_runs_and_prints_where_results_are(make_data, tmp_path: Path) -> None:
+    store, captions = make_data(16)
+    out = tmp_path / "run"
+    args = ["pretrain", "--config", "esi_test", "--store", str(store), "--captions", str(captions),
+            "--epochs", "1", "--out", str(out), "--batch-size", "8", "--lr", "1e-3", "--warmup-epochs", "0",
+            "--workers", "0", "--no-mlflow", "--quiet", "--shuffle-pairs", "0.25", "--lambda-cap", "0.5"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert f"run dir: {out}" in result.output
+    assert f"final checkpoint: {out / 'model.pt'}" in result.output
+    assert "mlflow run id: -" in result.output
+    saved = json.loads((out / "config.json").read_text())
+    assert (saved["model"], saved["shuffle_pairs"], saved["lambda_cap"], saved["epochs"]) == (
+        "esi_test", 0.25, 0.5, 1)
+
+    # the saved settings file is a valid --config; a finished run resumes to a no-op
+    again = CliRunner().invoke(app, ["pretrain", "--config", str(out / "config.json"), "--resume", "--quiet"])
+    assert again.exit_code == 0, again.output
+    assert "steps: 2 (all epochs done)" in again.output
+
+
+def test_pretrain_command_reports_domain_errors(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["pretrain", "--config", "esi_test", "--captions", "c.parquet",
+                                      "--no-mlflow"])
+    assert result.exit_code == 2
+    assert "store is not set" in result.output
+    bad = CliRunner().invoke(app, ["pretrain", "--config", "esi_test", "--store", str(tmp_path),
+                                   "--captions", str(tmp_path / "none.parquet"), "--precision", "fp16"])
+    assert bad.exit_code == 2 and "precision" in bad.output
+
+
+def test_save_config_writes_json_and_exits(tmp_path: Path) -> None:
+    path = tmp_path / "pretrain.json"
+    result = CliRunner().invoke(app, ["pretrain", "--config", "esi_cpu", "--epochs", "3", "--folds", "1-8",
+                                      "--model-override", "embed_dim=64", "--save-config", str(path)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(path.read_text())
+    assert data["folds"] == [1, 2, 3, 4, 5, 6, 7, 8] and data["model_overrides"] == {"embed_dim": 64}

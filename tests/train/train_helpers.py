@@ -1,0 +1,137 @@
+"""Tiny stores and caption tables written straight from numpy arrays (the layout of esi.data.store).
+
+Signals carry their caption's class (a sinusoid whose frequency and lead pattern depend on the class), so a
+model can learn the pairing: the loss of a short run goes down for a reason, not by chance.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from esi.data.record import LEADS
+from esi.data.store import (
+    MANIFEST_COLUMNS,
+    SCHEMA_VERSION,
+    SIGNAL_DTYPE,
+    atomic_write_json,
+    atomic_write_parquet,
+)
+
+CLASSES = [
+    "sinus rhythm, normal ECG",
+    "atrial fibrillation with irregular RR intervals and no P waves",
+    "right bundle branch block with prolonged QRS and rSR' pattern in V1",
+    "sinus bradycardia with ST depression in lateral leads",
+]
+
+N_SAMPLES = 1000  # 2 s at 500 Hz keeps the tests fast; the model accepts any length
+
+
+def write_store(path: Path, n: int = 32, *, n_samples: int = N_SAMPLES, shard_size: int = 16,
+                seed: int = 0, quarantine: Sequence[str] = (), nan_rows: Sequence[int] = (),
+                folds: Sequence[int] | None = None) -> Path:
+    """Write a complete store of ``n`` records (record ids r000, r001, ...) and return its path."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(n_samples) / 500.0
+    signals = np.zeros((n, len(LEADS), n_samples), np.float32)
+    rows = []
+    for i in range(n):
+        c = i % len(CLASSES)
+        base = np.sin(2 * np.pi * (1.0 + c) * t + rng.uniform(0, 2 * np.pi))
+        gains = np.linspace(0.2, 1.0, len(LEADS))[:: 1 if c % 2 == 0 else -1]
+        signals[i] = gains[:, None] * base[None, :] + rng.normal(0, 0.05, (len(LEADS), n_samples))
+        if i in nan_rows:
+            signals[i] = np.nan
+        rows.append({
+            "record_id": f"r{i:03d}", "source": "synthetic", "subject_id": f"s{i // 2:03d}",
+            "age": 40 + i % 40,
+            "sex": "M" if i % 2 else "F", "fold": int(folds[i]) if folds is not None else 1 + i % 10,
+            "label_system": "none", "labels": json.dumps({f"c{c}": 100.0}), "conditions": json.dumps({}),
+            "report": CLASSES[c], "path": f"synthetic/r{i:03d}", "original_fs": 500.0,
+            "original_n_samples": n_samples, "window": 0, "padded_samples": 0, "nan_fraction": 0.0,
+            "nan_filled": False, "unmapped": "[]",
+        })
+    path.mkdir(parents=True, exist_ok=True)
+    manifests = []
+    n_shards = max(1, -(-n // shard_size))
+    for k in range(n_shards):
+        lo, hi = k * shard_size, min(n, (k + 1) * shard_size)
+        d = path / "shards" / f"shard-{k:05d}"
+        d.mkdir(parents=True, exist_ok=True)
+        np.save(d / "signals.npy", signals[lo:hi].astype(SIGNAL_DTYPE))
+        m = pd.DataFrame(rows[lo:hi])
+        m["shard"] = k
+        m["row"] = np.arange(hi - lo)
+        m.to_parquet(d / "manifest.parquet", index=False)
+        manifests.append(m)
+    manifest = pd.concat(manifests, ignore_index=True)
+    assert set(MANIFEST_COLUMNS) <= set(manifest.columns)
+    atomic_write_parquet(path / "manifest.parquet", manifest)
+    atomic_write_parquet(path / "rejects.parquet", pd.DataFrame(columns=["record_id", "path", "reason"]))
+    if quarantine:
+        quarantined = pd.DataFrame({"record_id": list(quarantine), "failed": ["test"] * len(quarantine)})
+        atomic_write_parquet(path / "quarantine.parquet", quarantined)
+    atomic_write_json(path / "header.json", {
+        "schema_version": SCHEMA_VERSION, "fs": 500, "n_samples": n_samples, "duration_s": n_samples / 500,
+        "leads": list(LEADS), "dtype": SIGNAL_DTYPE, "units": "mV", "preprocess": {}, "plan": {},
+        "n_records": n, "n_rejects": 0, "n_shards": n_shards, "shards_done": n_shards, "complete": True,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    return path
+
+
+def write_captions(path: Path, n: int = 32, *, skip: Sequence[int] = ()) -> Path:
+    """A captions parquet as the caption step writes it (record_id, caption + provenance columns)."""
+    import pandas as pd
+
+    ids = [i for i in range(n) if i not in set(skip)]
+    df = pd.DataFrame({
+        "record_id": [f"r{i:03d}" for i in ids],
+        "caption": [f"{40 + i % 40}-year-old {'male' if i % 2 else 'female'}. {CLASSES[i % len(CLASSES)]}."
+                    for i in ids],
+        "signature": [f"c{i % len(CLASSES)}" for i in ids], "generator": "test", "prompt_version": "1",
+    })
+    atomic_write_parquet(path, df)
+    return path
+
+
+def free_port() -> int:
+    """A free TCP port on loopback for a process group's rendezvous."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ddp_worker(rank: int, world: int, port: int, config: dict, result_dir: str) -> None:
+    """One rank of a gloo DDP run (torch.multiprocessing.spawn target): sets the env torchrun would set,
+    records which ranks write checkpoints, and writes its view of the run to result_dir/rank<r>.json."""
+    import os
+
+    import torch
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    import esi.train.loop as loop
+    from esi.train.config import PretrainConfig
+
+    saves: list[int] = []
+    original = loop.save_training_checkpoint
+
+    def spy(run_dir, state, keep=3):  # type: ignore[no-untyped-def]
+        saves.append(int(state["step"]))
+        return original(run_dir, state, keep)
+
+    loop.save_training_checkpoint = spy
+    result = loop.pretrain(PretrainConfig.from_dict(config), progress=False)
+    Path(result_dir, f"rank{rank}.json").write_text(json.dumps({
+        "saves": saves, "losses": [h["loss"] for h in result.history], "run_dir": str(result.run_dir),
+        "steps": result.steps, "completed": result.completed}))
