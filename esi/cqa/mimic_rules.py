@@ -97,7 +97,10 @@ NON_DIAGNOSTIC_PATTERNS: list[tuple[str, str]] = [
                 r"borderline abnormal|interpret together|clinical (?:data|correlation|finding)|"
                 r"normal variant|"
                 r"abnormal rhythm ecg|\becg\b.*\b(?:abnormal|borderline)\b"),
-    ("interpretation_note", r"changes (?:may|are|could)|rate/rhythm|as above|these changes|no further"),
+    ("interpretation_note", r"changes (?:may|are|could)|rate/rhythm|as above|these changes|no further|"
+                            r"also involved"),
+    ("measurement", r"^(?:heart |ventricular |vent\.? |atrial )?rate\b|\b\d+ ?(?:ms|msec|bpm|mm|mv)\b|"
+                    r"\b(?:qrs|qtc?|pr|p|t) (?:duration|interval|axis)\b[^a-z]*\d"),
     ("rhythm_description", r"(?:undetermined|unknown|regular|irregular|supraventricular) rhythm|"
                            r"rhythm (?:undetermined|unknown)"),
 ]
@@ -206,7 +209,7 @@ LEXICON: list[tuple] = [
     (r"incomplete left bundle branch block|incomplete lbbb|\bilbbb\b", ("251120003",)),
     (r"(?:complete )?right bundle branch block|\brbbb\b", ("59118001",)),
     (r"(?:complete )?left bundle branch block|\blbbb\b", ("164909002",)),
-    (r"bifascicular block", ("6374002",)),
+    (r"(?:bi|tri)fascicular block", ("6374002",)),
     (r"bundle branch block", ("6374002",)),
     (r"left anterior (?:fascicular block|hemiblock)|\blafb\b|\blahb\b", ("445118002",)),
     (r"left posterior (?:fascicular block|hemiblock)|\blpfb\b|\blphb\b", ("445211001",)),
@@ -260,8 +263,8 @@ LEXICON: list[tuple] = [
     (r"(?:abnormal|atypical|pathologic(?:al)?|prominent|significant)? ?q waves?|(?:abnormal|atypical) q\b|"
      r"\bq in\b|\+ ?q\b|q equivalent", ("164917005",)),
     (r"fragmented qrs", ("164942001",)),
-    (r"(?:broad|wide) qrs(?: complex(?:es)?)?|abnormal qrs|prolonged qrs(?: duration)?|rsr'|r' in v1|"
-     r"delayed intrinsicoid deflection", ("164951009",)),
+    (r"(?:broad|wide) qrs(?: complex(?:es)?)?|wide (?:qrs|complex) rhythm|abnormal qrs|"
+     r"prolonged qrs(?: duration)?|rsr'|r' in v1|delayed intrinsicoid deflection", ("164951009",)),
     (r"right ventricular conduction delay|right vcd|\brvcd\b", ("713426002",)),
     # --- ST-T
     (r"st elevation mi|\bstemi\b", ("57054005", "164931005")),
@@ -469,8 +472,10 @@ _SPACES = re.compile(r"\s+")
 _CLAUSE_SPLIT = re.compile(r"\s*(?:[,;]|\.(?!\d)|\s-+\s|:\s|(?<!consistent )(?<!compatible )\bwith\b|\bbut\b|"
                            r"\bw/|\bthough\b|\balthough\b)\s*")
 _MAJOR_SPLIT = re.compile(r"\s*(?:[,;]|\.(?!\d)|\s-+\s|:\s|\bbut\b|\bthough\b|\balthough\b)\s*")
-# Cues that open a hypothesis ("consider sinus rhythm with 2:1 S-A block") reach across "with".
+# Cues that open a hypothesis ("consider sinus rhythm with 2:1 S-A block") reach across "with"; "consider"
+# and "cannot rule out" also take a whole list ("consider myocardial disease, electrolyte imbalance, or ...").
 _MAJOR_SCOPE = {"consider", "cannot_rule_out", "suggests", "consistent", "normal_variant"}
+_TO_END = {"consider", "cannot_rule_out"}
 
 
 def normalize_statement(text: str) -> str:
@@ -570,6 +575,8 @@ def _apply_cues(text: str, findings: list[_Finding], bounds: list[tuple[int, int
             # appended remark ("RSR' in V1, probably normal variant") qualifies the clause before it
             in_clause = by_clause[key].get(clause - 1, [])
         after = [f for f in in_clause if f.start >= end]
+        if name in _TO_END:
+            after = [f for f in findings if f.start >= end]
         before = [f for f in in_clause if f.end <= start]
         if name == "alternative":
             # "X or Y" weakens the findings on either side of the "or", when there are two different ones

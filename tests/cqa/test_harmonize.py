@@ -205,6 +205,9 @@ def test_harmonize_is_fast() -> None:
     ("Sinus rhythm with 2nd degree A-V block, Mobitz II.", {"426783006": 1.0, "195042002": 1.0,
                                                              "426183003": 1.0}),
     ("Possible Brugada pattern", {"418818005": 0.5}),
+    # "consider" covers the whole list that follows it
+    ("Prolonged QT interval, consider myocardial disease, electrolyte imbalance, or drug effects",
+     {"111975006": 1.0, "esi:electrolyte_abnormality": 0.5}),
 ])
 def test_statement_rules(statement: str, expected: dict[str, float]) -> None:
     got = map_statement(statement)
@@ -266,6 +269,8 @@ def test_negation(statement: str, positive: dict[str, float], negated: set[str],
     ("Otherwise normal ECG", "summary"),
     ("CHANGES MAY BE DUE PARTLY TO RATE/RHYTHM", "interpretation_note"),
     ("UNDETERMINED RHYTHM", "rhythm_description"),
+    ("QRS duration 140 ms", "measurement"),
+    ("Vent. rate 72 BPM", "measurement"),
 ])
 def test_non_diagnostic_classes(statement: str, klass: str) -> None:
     got = map_statement(statement)
