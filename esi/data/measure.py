@@ -186,9 +186,14 @@ def median_beat(signal: np.ndarray, fs: float) -> MedianBeat:
                       n_beats=int(sel.size), spread=spread)
 
 
-def qrs_width_ms(signal: np.ndarray, fs: float) -> float:
-    """QRS duration (ms) of the median beat, from the spatial velocity over all given leads."""
-    mb = median_beat(signal, fs)
+def qrs_width_ms(signal: np.ndarray, fs: float, lead: str | int | None = None) -> float:
+    """QRS duration (ms) of the median beat, from the spatial velocity over all given leads, or over one
+    chosen ``lead`` alone."""
+    x = _as_2d(signal, fs)
+    if lead is None or x.shape[0] == 1:
+        mb = median_beat(x, fs)
+    else:
+        mb = median_beat(x[_lead(lead, x.shape[0])], fs)
     return mb.ms(mb.qrs_off - mb.qrs_on)
 
 

@@ -181,7 +181,7 @@ def make_subject(rng: np.random.Generator, subject_id: int = 0) -> Subject:
         "mi_st_mv": float(rng.uniform(0.16, 0.32)),
         "std_mv": float(rng.uniform(0.1, 0.22)),
         "invt": float(rng.uniform(0.5, 1.0)),
-        "qtc_long_s": float(rng.uniform(0.5, 0.56)),
+        "qtc_long_s": float(rng.uniform(0.53, 0.58)),
         "pvc_axis_deg": float(rng.uniform(-180, 180)),
         "pvc_tilt_deg": float(rng.uniform(-60, 60)),
         "pvc_mv": float(rng.uniform(1.6, 2.6)),
@@ -841,6 +841,8 @@ def generate_dataset(out: str | Path, *, subjects: int = 200, records_per_subjec
     if fs < 100 or fs % 100:
         raise DataError(f"fs={fs} Hz is not supported", field="fs", fix="use a multiple of 100 Hz (500)")
     root = Path(out)
+    if root.exists() and not root.is_dir():
+        raise DataError(f"{root} exists and is not a folder", path=str(root), fix="choose another --out")
     root.mkdir(parents=True, exist_ok=True)
     params = {"generator": "esi.synthetic/1", "seed": seed, "fs": fs, "duration_s": duration_s,
               "records_per_subject": records_per_subject}

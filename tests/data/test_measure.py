@@ -55,6 +55,9 @@ def test_qrs_width_grows_with_the_complex() -> None:
     narrow, _ = spike_train([0.8] * 12, width_s=0.06)
     wide, _ = spike_train([0.8] * 12, width_s=0.14)
     assert m.qrs_width_ms(wide, FS) > m.qrs_width_ms(narrow, FS) + 40
+    mixed = np.stack([narrow] * 6 + [wide] * 6)  # limb leads narrow, precordial leads wide
+    assert m.qrs_width_ms(mixed, FS, lead="V1") == m.qrs_width_ms(wide, FS)
+    assert m.qrs_width_ms(mixed, FS, lead="II") == m.qrs_width_ms(narrow, FS)
 
 
 def test_pr_interval_of_a_known_p_wave() -> None:
