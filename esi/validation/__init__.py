@@ -1,7 +1,7 @@
 """Data validation with Great Expectations: the pipeline's first gate.
 
-``validate_store(store, report_dir)`` computes per-record signal statistics streaming over the store, runs three
-GX suites (header, manifest, signal statistics) and returns a :class:`ValidationReport`.
+``validate_store(store, report_dir)`` computes per-record signal statistics streaming over the store, runs
+three GX suites (header, manifest, signal statistics) and returns a :class:`ValidationReport`.
 
 Severity and verdict:
 - every expectation is ``critical`` or ``warning`` (thresholds.json, overridable per dataset with a JSON/TOML
@@ -16,4 +16,5 @@ GX is imported only inside the functions that run the suites (it costs seconds t
 from esi.validation.config import CATALOG, default_thresholds, load_thresholds
 from esi.validation.validate import Failure, ValidationReport, validate_store
 
-__all__ = ["CATALOG", "Failure", "ValidationReport", "default_thresholds", "load_thresholds", "validate_store"]
+__all__ = ["CATALOG", "Failure", "ValidationReport", "default_thresholds", "load_thresholds",
+           "validate_store"]

@@ -52,7 +52,8 @@ CATALOG: dict[str, tuple[str, str, str, str]] = {
                                      "original recording at least min_duration_s long"),
     "padding_consistent": ("manifest", "record", "warning",
                            "padded_samples agrees with original length, fs and header fs"),
-    "padding_small": ("manifest", "record", "warning", "padded share of the window at most padded_fraction_max"),
+    "padding_small": ("manifest", "record", "warning",
+                      "padded share of the window at most padded_fraction_max"),
 }
 # Signal metrics are in CATALOG too (one entry each; their severity comes from which bounds are set).
 SIGNAL_METRICS: dict[str, str] = {
@@ -62,7 +63,8 @@ SIGNAL_METRICS: dict[str, str] = {
     "amplitude_mv": "largest per-lead peak-to-peak amplitude (mV)",
     "baseline_offset_mv": "largest per-lead |median| (mV); preparation removes baseline wander",
     "hf_noise_ratio": "median over leads of the spectral energy above hf_cutoff_hz",
-    "limb_residual": "Einthoven/Goldberger residual |I+III-II|, |aVR+aVL+aVF| relative to lead II",
+    "limb_residual": "Einthoven/Goldberger residual |I+III-II|, |aVR+aVL+aVF| over the mean RMS of "
+                     "I, II, III (large: limb leads mislabelled or a limb lead corrupted)",
     "arm_reversal_hint": "1 when lead I is inverted and aVR upright (likely LA/RA reversal or dextrocardia)",
 }
 for _metric, _desc in SIGNAL_METRICS.items():

@@ -47,8 +47,13 @@ def render_html(report: ValidationReport, stats: pd.DataFrame, quarantine: pd.Da
              f"<div class='verdict {'pass' if report.passed else 'failed'}'>{verdict}</div>",
              f"<p>{report.n_records} records; {report.n_quarantined} quarantined "
              f"({report.quarantine_fraction:.2%}, limit {report.max_quarantine_fraction:.0%}); "
-             f"{len(report.critical_failures)} failure(s) failing the step; {len(report.warnings)} warning(s); "
+             f"{len(report.critical_failures)} failure(s) failing the step; "
+             f"{len(report.warnings)} warning(s); "
              f"strict={report.strict}; {report.seconds:.1f} s.</p>"]
+    parts.append("<p><small>Rules: a failed <i>record</i>-level critical expectation quarantines the failing "
+                 "records; the step fails on a failed <i>dataset</i>-level critical expectation or when the "
+                 "quarantined share exceeds the limit; warnings are reported only (strict mode makes them "
+                 "critical).</small></p>")
     if report.critical_failures:
         parts.append("<h2>Why the step failed</h2><ul>")
         for f in report.critical_failures:
@@ -100,20 +105,28 @@ def print_summary(report: ValidationReport, console: Any | None = None, max_rows
 
     console = console or Console()
     colour = "green" if report.passed else "red"
+    met = sum(r["success"] for r in report.expectations)
     console.print(f"[bold {colour}]{'PASSED' if report.passed else 'FAILED'}[/] {report.store}: "
                   f"{report.n_records} records, {report.n_quarantined} quarantined "
                   f"({report.quarantine_fraction:.1%}, limit {report.max_quarantine_fraction:.0%}), "
-                  f"{sum(r['success'] for r in report.expectations)}/{len(report.expectations)} expectations met")
+                  f"{met}/{len(report.expectations)} expectations met")
     failed = [r for r in report.expectations if not r["success"]]
+    # a warning bound failed only by records that already fail the critical bound adds nothing here
+    critical_ids: dict[str, set[str]] = {}
+    for r in failed:
+        if r["severity"] == "critical":
+            critical_ids.setdefault(r["name"], set()).update(r["record_ids"])
+    failed = [r for r in failed if r["severity"] == "critical" or not r["record_ids"]
+              or not set(r["record_ids"]) <= critical_ids.get(r["name"], set())]
     if failed:
         table = Table(title="failed expectations", show_lines=False)
         for col in ("expectation", "severity", "level", "records", "observed", "examples"):
-            table.add_column(col, overflow="fold")
+            table.add_column(col, overflow="fold", no_wrap=col == "expectation")
         failed.sort(key=lambda r: (r["severity"] != "critical", r["level"] != "dataset", r["name"]))
         for r in failed[:max_rows]:
             style = "red" if r["severity"] == "critical" else "yellow"
             table.add_row(f"[{style}]{r['name']}[/]", r["severity"], r["level"], str(r["n_records"]),
-                          r["observed"][:60], ", ".join(r["record_ids"][:3]))
+                          r["observed"][:70], ", ".join(r["record_ids"][:3]))
         console.print(table)
         if len(failed) > max_rows:
             console.print(f"... {len(failed) - max_rows} more failed expectations in the report")

@@ -9,6 +9,7 @@ dataframe asset with a whole-dataframe batch definition.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -128,7 +129,8 @@ def header_specs(thresholds: Mapping[str, Any], header: Mapping[str, Any], stric
         SuiteSpec("ExpectColumnValuesToBeInSet", {"column": "fs", "value_set": [exp["fs"]]},
                   "header_fs_expected", _sev("header_fs_expected", thresholds, strict), "header"),
         SuiteSpec("ExpectColumnValuesToBeInSet", {"column": "n_samples", "value_set": [exp["n_samples"]]},
-                  "header_n_samples_expected", _sev("header_n_samples_expected", thresholds, strict), "header"),
+                  "header_n_samples_expected", _sev("header_n_samples_expected", thresholds, strict),
+                  "header"),
         SuiteSpec("ExpectColumnPairValuesToBeEqual", {"column_A": "n_records", "column_B": "manifest_rows"},
                   "manifest_matches_header", _sev("manifest_matches_header", thresholds, strict), "header"),
     ]
@@ -212,6 +214,8 @@ def signal_frame(stats: pd.DataFrame) -> pd.DataFrame:
 def make_context():
     """An ephemeral GX context with analytics and progress bars off."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    # GX logs multi-line INFO messages (datasource dumps) that would clutter the one-screen summary.
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 

@@ -107,6 +107,8 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _short(value: Any, limit: int = 160) -> str:
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.4g}"
     text = json.dumps(value, default=_jsonable) if not isinstance(value, str) else value
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
@@ -127,9 +129,9 @@ def _interpret(table: str, result: Any, header_ids: list[str], n_rows: int) -> d
         observed = _short(res["observed_value"])
     elif n_unexpected:
         values = list(dict.fromkeys(_short(v, 40) for v in (res.get("partial_unexpected_list") or [])))
-        observed = f"{n_unexpected} of {res.get('element_count')} unexpected: " + ", ".join(values[:N_EXAMPLES])
+        observed = f"{n_unexpected}/{res.get('element_count')} bad: " + ", ".join(values[:N_EXAMPLES])
     else:
-        observed = f"0 of {res.get('element_count', 0)} unexpected"
+        observed = f"0/{res.get('element_count', 0)} bad"
     if table == "header" and not result.success:
         ids = list(header_ids)  # a header failure concerns every record of the store
         n_records = n_rows
@@ -137,10 +139,13 @@ def _interpret(table: str, result: Any, header_ids: list[str], n_rows: int) -> d
         n_records = len(ids) if ids else (n_unexpected if n_unexpected else (0 if result.success else n_rows))
     if raised:
         observed = f"error: {exc.get('exception_message')}"
-    kwargs = {k: v for k, v in cfg.kwargs.items() if k not in ("batch_id", "row_condition", "condition_parser")}
+    skip = ("batch_id", "row_condition", "condition_parser")
+    kwargs = {k: v for k, v in cfg.kwargs.items() if k not in skip}
     return {
         "name": meta.get("name", cfg.type), "table": table, "severity": meta.get("severity", "critical"),
-        "level": meta.get("level", "dataset"), "description": meta.get("description", ""),
+        # a check that could not run says nothing about single records: it fails as a dataset-level check
+        "level": "dataset" if raised else meta.get("level", "dataset"),
+        "description": meta.get("description", ""),
         "bound": meta.get("bound", ""), "gx_type": cfg.type, "kwargs": _short(kwargs, 300),
         "success": bool(result.success) and not raised, "observed": observed, "n_records": n_records,
         "record_ids": ids,
@@ -203,8 +208,8 @@ def validate_store(store_path: str | Path, report_dir: str | Path, *,
     params["clip_lead_fraction"] = clip.get("warning_max") or clip.get("critical_max") or 0.005
     stats = signal_statistics(store, batch_size=batch_size, progress=progress, params=params)
 
-    tables = {"header": header_frame(header, len(manifest)), "manifest": manifest_frame(manifest, header, cfg),
-              "signal": signal_frame(stats)}
+    tables = {"header": header_frame(header, len(manifest)),
+              "manifest": manifest_frame(manifest, header, cfg), "signal": signal_frame(stats)}
     specs = {"header": header_specs(cfg, header, strict), "manifest": manifest_specs(cfg, strict),
              "signal": signal_specs(cfg, header, strict)}
     results = run_suites(tables, specs)

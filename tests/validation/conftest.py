@@ -62,14 +62,14 @@ def manifest_rows(n: int, *, source: str = "ptbxl", seed: int = 0, prefix: str |
         "age": float(rng.integers(18, 90)), "sex": "M" if i % 2 else "F", "fold": int(i % 10 + 1),
         "label_system": "scp", "labels": json.dumps({"NORM": 100.0}), "conditions": json.dumps({"norm": 1.0}),
         "report": "sinus rhythm", "path": f"records500/{i:05d}_hr", "original_fs": 500.0,
-        "original_n_samples": 5000, "window": 0, "padded_samples": 0, "nan_fraction": 0.0, "nan_filled": False,
-        "unmapped": "[]",
+        "original_n_samples": 5000, "window": 0, "padded_samples": 0, "nan_fraction": 0.0,
+        "nan_filled": False, "unmapped": "[]",
     } for i in range(n)]
 
 
-def write_store(path: str | Path, signals: np.ndarray | Iterable[np.ndarray], rows: Sequence[dict[str, Any]], *,
-                fs: int = 500, leads: Sequence[str] = LEADS, shard_size: int = 1000,
-                header: dict[str, Any] | None = None) -> Path:
+def write_store(path: str | Path, signals: np.ndarray | Iterable[np.ndarray],
+                rows: Sequence[dict[str, Any]], *, fs: int = 500, leads: Sequence[str] = LEADS,
+                shard_size: int = 1000, header: dict[str, Any] | None = None) -> Path:
     """Write a complete store. ``signals`` is one (N, L, n) array or an iterable of per-shard arrays
     (streamed, so a large store never sits in memory); ``header`` overrides header fields."""
     import pandas as pd
@@ -121,6 +121,7 @@ def make_store(tmp_path: Path, clean_signals: np.ndarray):
     def _make(name: str = "store", signals: np.ndarray | None = None, rows: list[dict] | None = None,
               **kwargs: Any) -> Path:
         sig = clean_signals.copy() if signals is None else signals
-        return write_store(tmp_path / name, sig, rows if rows is not None else manifest_rows(len(sig)), **kwargs)
+        rows = rows if rows is not None else manifest_rows(len(sig))
+        return write_store(tmp_path / name, sig, rows, **kwargs)
 
     return _make

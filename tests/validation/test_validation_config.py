@@ -43,7 +43,8 @@ def test_toml_override(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("override", "key"), [
     ({"manifest": {"age_maximum": 3}}, "manifest.age_maximum"),
-    ({"signal": {"metrics": {"hf_noise_ratio": {"warn_max": 0.4}}}}, "signal.metrics.hf_noise_ratio.warn_max"),
+    ({"signal": {"metrics": {"hf_noise_ratio": {"warn_max": 0.4}}}},
+     "signal.metrics.hf_noise_ratio.warn_max"),
     ({"signal": {"metrics": {"snr": {"warning_max": 1}}}}, "signal.metrics.snr"),
     ({"qurantine": {}}, "qurantine"),
     ({"severity": {"age_in_rang": "warning"}}, "age_in_rang"),

@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 
 from esi.data.record import LEADS
-from esi.data.store import EcgStore
 from esi.errors import DatasetNotFoundError, ValidationFailed
 from esi.validation import validate_store
 
@@ -79,7 +78,8 @@ def test_outputs_are_written(faulty) -> None:
     assert "age_in_range" in html and rows[AGE]["record_id"] in html and "FAILED" in html
     summary = json.loads((report_dir / "summary.json").read_text())
     assert summary["passed"] is False and summary["n_quarantined"] == 5
-    assert pd.read_parquet(report_dir / "quarantine.parquet").equals(pd.read_parquet(store / "quarantine.parquet"))
+    in_report = pd.read_parquet(report_dir / "quarantine.parquet")
+    assert in_report.equals(pd.read_parquet(store / "quarantine.parquet"))
     assert len(pd.read_parquet(report_dir / "signal_stats.parquet")) == 40
     with pytest.raises(ValidationFailed, match="quarantine_share_within_limit"):
         report.raise_for_failures()

@@ -10,9 +10,9 @@ import pytest
 
 from esi.validation import validate_store
 
-SOURCES = [("ptbxl", "ptbxl", {}), ("challenge", "georgia", {}), ("challenge", "chapman_shaoxing", {}),
-           ("challenge", "ningbo", {}), ("challenge", "ptbxl_challenge2021", {}), ("challenge", "cpsc2018", {}),
-           ("wfdb", "code15_challenge2025", {}), ("wfdb", "ptb", {})]
+SOURCES = [("ptbxl", "ptbxl"), ("challenge", "georgia"), ("challenge", "chapman_shaoxing"),
+           ("challenge", "ningbo"), ("challenge", "ptbxl_challenge2021"), ("challenge", "cpsc2018"),
+           ("wfdb", "code15_challenge2025"), ("wfdb", "ptb")]
 
 
 def _real_store(real_dir: Path, out: Path, storekit) -> Path:
@@ -23,14 +23,15 @@ def _real_store(real_dir: Path, out: Path, storekit) -> Path:
 
     config = PreprocessConfig()
     rows, sigs = [], []
-    for source, folder, options in SOURCES:
-        for record in iter_records(source, real_dir / folder, **options):
+    for source, folder in SOURCES:
+        for record in iter_records(source, real_dir / folder):
             for win in preprocess(record, config):
                 m = win.meta
                 rows.append({
                     "record_id": win.record_id, "source": win.source, "subject_id": win.subject_id,
                     "age": win.age, "sex": win.sex, "fold": win.fold, "label_system": win.label_system,
-                    "labels": json.dumps(win.labels, sort_keys=True), "conditions": "{}", "report": win.report,
+                    "labels": json.dumps(win.labels, sort_keys=True), "conditions": "{}",
+                    "report": win.report,
                     "path": win.path, "original_fs": float(m["original_fs"]),
                     "original_n_samples": int(m["original_n_samples"]), "window": int(m["window"]),
                     "padded_samples": int(m["padded_samples"]), "nan_fraction": float(m["nan_fraction"]),
@@ -57,5 +58,18 @@ def test_prepared_ptbxl_store_passes(real_dir: Path, tmp_path: Path) -> None:
 
     summary = prepare("ptbxl", real_dir / "ptbxl", tmp_path / "store", progress=False)
     assert summary.complete
+    report = validate_store(tmp_path / "store", tmp_path / "report", progress=False)
+    assert report.passed and report.n_quarantined == 0, report.message()
+
+
+@pytest.mark.slow
+def test_synthetic_generator_store_passes(tmp_path: Path) -> None:
+    """The synthetic generator -> prepare -> validation: no critical failure, nothing quarantined."""
+    pytest.importorskip("esi.cqa.harmonize")
+    from esi.data.prepare import prepare
+    from esi.data.synthetic import generate_dataset
+
+    generate_dataset(tmp_path / "synth", subjects=15, records_per_subject=2, seed=3, progress=False)
+    assert prepare("ptbxl", tmp_path / "synth", tmp_path / "store", progress=False).complete
     report = validate_store(tmp_path / "store", tmp_path / "report", progress=False)
     assert report.passed and report.n_quarantined == 0, report.message()

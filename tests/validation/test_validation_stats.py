@@ -9,7 +9,7 @@ from esi.data.record import LEADS
 from esi.data.store import EcgStore
 from esi.validation.signal_stats import batch_statistics, signal_statistics
 
-I, II, III, AVR, AVL, AVF = range(6)
+LI, LII, LIII, AVR, AVL, AVF = range(6)  # lead rows
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +34,8 @@ def test_clean_records_look_clean(base: np.ndarray) -> None:
 def test_nan_and_flat_leads(base: np.ndarray) -> None:
     x = base.copy()
     x[0, 8] = np.nan  # a whole NaN lead (V3)
-    x[1, II] = 0.0
-    x[2, III, 100:110] = np.nan  # a short gap
+    x[1, LII] = 0.0
+    x[2, LIII, 100:110] = np.nan  # a short gap
     s = stats(x)
     assert s["stored_nan_fraction"][0] == pytest.approx(1 / 12)
     assert s["flat_leads"][0] == 1 and s["flat_lead_names"][0] == "V3"  # NaNs count as 0 for other stats
@@ -46,8 +46,8 @@ def test_nan_and_flat_leads(base: np.ndarray) -> None:
 
 def test_clipping_amplitude_baseline_noise(base: np.ndarray) -> None:
     x = base.copy()
-    hi = 0.3 * np.abs(x[0, II]).max()
-    x[0, II] = np.clip(x[0, II], -hi, hi)
+    hi = 0.3 * np.abs(x[0, LII]).max()
+    x[0, LII] = np.clip(x[0, LII], -hi, hi)
     x[1] *= 1000.0  # microvolts stored as millivolts
     x[2] += 2.0  # an uncorrected baseline
     x[3] += np.random.default_rng(0).normal(0, 1.0, x[3].shape).astype(np.float32)
@@ -62,12 +62,12 @@ def test_clipping_amplitude_baseline_noise(base: np.ndarray) -> None:
 def test_lead_swap_hints(base: np.ndarray) -> None:
     x = base.copy()
     # LA/RA reversal: I -> -I, II <-> III, aVR <-> aVL (aVF unchanged)
-    i, ii, iii, avr, avl = (x[0, k].copy() for k in (I, II, III, AVR, AVL))
-    x[0, I], x[0, II], x[0, III], x[0, AVR], x[0, AVL] = -i, iii, ii, avl, avr
+    i, ii, iii, avr, avl = (x[0, k].copy() for k in (LI, LII, LIII, AVR, AVL))
+    x[0, LI], x[0, LII], x[0, LIII], x[0, AVR], x[0, AVL] = -i, iii, ii, avl, avr
     # a swapped cable between I and V5 breaks Einthoven
-    x[1, [I, 10]] = x[1, [10, I]]
+    x[1, [LI, 10]] = x[1, [10, LI]]
     # the pattern the hint looks for: lead I inverted while aVR is upright
-    x[2, I], x[2, AVR] = -x[2, I], -x[2, AVR]
+    x[2, LI], x[2, AVR] = -x[2, LI], -x[2, AVR]
     s = stats(x)
     assert s["lead_I_polarity"][0] < 0  # the reversal inverts lead I ...
     assert s["limb_residual"][0] < 0.3  # ... and keeps the limb leads consistent
