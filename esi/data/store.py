@@ -1,4 +1,4 @@
-"""The on-disk store: ``header.json`` + ``manifest.parquet`` + fixed-shape float16 signal shards (memory-mapped).
+"""The on-disk store: ``header.json`` + ``manifest.parquet`` + fixed-shape float16 signal shards (mem-mapped).
 
 Layout::
 
@@ -120,7 +120,9 @@ class EcgStore:
         import pandas as pd
 
         path = self.path / "rejects.parquet"
-        return pd.read_parquet(path) if path.exists() else pd.DataFrame(columns=["record_id", "path", "reason"])
+        if path.exists():
+            return pd.read_parquet(path)
+        return pd.DataFrame(columns=["record_id", "path", "reason"])
 
     def labels(self, i: int) -> dict[str, float]:
         return json.loads(self.manifest["labels"].iat[i])
@@ -184,11 +186,32 @@ class EcgStore:
             (0, len(LEADS), self.n_samples), np.float32)
 
     def iter_batches(self, batch_size: int = 256, indices: Sequence[int] | None = None):
-        """Yield (indices, signals) batches in store order, reading shard by shard (bounded memory)."""
-        idx = np.arange(len(self)) if indices is None else np.asarray(indices)
+        """Yield (indices, signals) batches in the given order, with bounded memory.
+
+        Rows that are contiguous within one shard are read as one slice of the memory map (much faster than
+        row by row), and a shard's map is released once the iteration has moved past it, so resident memory
+        stays flat however large the store is.
+        """
+        idx = np.arange(len(self)) if indices is None else np.asarray(indices, dtype=np.int64)
+        if self._locs is None:
+            self._locs = self.manifest[["shard", "row"]].to_numpy(dtype=np.int64)
         for start in range(0, len(idx), batch_size):
             chunk = idx[start:start + batch_size]
-            yield chunk, self.signals(chunk)
+            out = np.empty((len(chunk), len(LEADS), self.n_samples), np.float32)
+            locs = self._locs[chunk]
+            k = 0
+            while k < len(chunk):
+                shard, row = locs[k]
+                j = k + 1
+                while j < len(chunk) and locs[j, 0] == shard and locs[j, 1] == locs[j - 1, 1] + 1:
+                    j += 1
+                out[k:j] = self._shard(int(shard))[row:row + (j - k)]
+                k = j
+            if len(chunk) and start + batch_size < len(idx):
+                nxt = int(self._locs[idx[start + batch_size], 0])
+                for done in [sh for sh in self._shards if sh != nxt and sh not in set(locs[:, 0].tolist())]:
+                    del self._shards[done]
+            yield chunk, out
 
     def __getstate__(self) -> dict:
         # Memory maps are reopened lazily in each worker process.
