@@ -221,7 +221,7 @@ class PretrainDataset(Dataset):
                     f"{self.n_missing_captions} of {len(rows)} usable records have no caption "
                     f"(e.g. {example})",
                     path=captions_path, field="record_id",
-                    fix="caption the same store again ('esi caption --store STORE'), or pass "
+                    fix="caption the same store again ('esi caption STORE --out CAPTIONS'), or pass "
                         "--skip-missing-captions (missing_captions='skip') to train without them")
             log.warning("%d of %d records have no caption and are skipped (e.g. %s)",
                         self.n_missing_captions, len(rows), example)

@@ -184,7 +184,8 @@ def plot_history(history: list[dict[str, Any]], epochs: list[dict[str, Any]], pa
         ax.plot(steps, y, color=color, alpha=0.25, lw=0.8)
         win = max(1, len(y) // 30)
         smooth = np.convolve(np.nan_to_num(y, nan=np.nanmean(y)), np.ones(win) / win, mode="valid")
-        ax.plot(steps[win - 1:], smooth, color=color, lw=1.8, label=f"{key} (mean of {win})")
+        label = key if win == 1 else f"{key} (mean of {win})"
+        ax.plot(steps[win - 1:], smooth, color=color, lw=1.8, label=label)
     for e in epochs:
         ax.axvline(e["last_step"], color="grey", lw=0.5, ls=":")
     ax.set_ylabel("loss")
@@ -397,8 +398,19 @@ class _Trainer:
         loss_fn = CoCaLoss(cfg.lambda_con, cfg.lambda_cap)
 
         ml: _MlflowLogger | None = None
+        ml_error = None
         if info.is_main and cfg.mlflow:
-            ml = _MlflowLogger(cfg.experiment, cfg.run_name or run_dir.name, st["mlflow_run_id"])
+            try:
+                ml = _MlflowLogger(cfg.experiment, cfg.run_name or run_dir.name, st["mlflow_run_id"])
+            except Exception as exc:  # tell the other ranks instead of leaving them waiting in a collective
+                ml_error = f"{type(exc).__name__}: {exc}"
+        ml_error = broadcast_object(info, ml_error)
+        if ml_error:
+            from esi.settings import get_settings
+
+            raise ConfigError(f"MLflow tracking at {get_settings().tracking_uri} failed ({ml_error}); fix "
+                              "MLFLOW_TRACKING_URI or pass --no-mlflow")
+        if ml is not None:
             st["mlflow_run_id"] = ml.run_id
             if ml.new:
                 ml.log_params({**_flatten(cfg.to_dict()), "out": str(run_dir), "world_size": info.world_size,
@@ -414,9 +426,9 @@ class _Trainer:
         try:
             samples, seconds = self._train(ddp_model, model, loss_fn, optimizer, scheduler, dataset, sampler,
                                            steps_per_epoch, autocast_dtype, run_dir, st, ml)
-        except BaseException:
+        except BaseException as exc:
             if ml is not None:
-                ml.end("FAILED")
+                ml.end("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
             raise
         completed = st["epoch"] >= cfg.epochs
         final = run_dir / "model.pt"
@@ -459,12 +471,12 @@ class _Trainer:
             ddp_model.train()
             bar = tqdm(total=steps_per_epoch, initial=done_micro // cfg.grad_accum, disable=not self.progress,
                        desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step", dynamic_ncols=True)
-            acc = torch.zeros(len(METRICS), dtype=torch.float64)
+            acc = torch.zeros(len(METRICS), dtype=torch.float32, device=dev)  # stays on the device: no sync
             micro = done_micro
             t_step = time.perf_counter()
             epoch_t0, epoch_samples = t_step, 0
             stopped = False
-            logit_scale = float("nan")
+            logit_scale: Any = float("nan")
             for batch in loader:
                 if micro >= micro_per_epoch:
                     break
@@ -480,14 +492,14 @@ class _Trainer:
                         out = ddp_model(sig, ids, mask, **branches)
                         losses = loss_fn(out, ids, mask)
                     (losses["loss"] / cfg.grad_accum).backward()
-                acc += torch.stack([torch.as_tensor(losses[k]).detach().float().cpu().reshape(())
-                                    for k in METRICS]).double()
-                logit_scale = float(torch.as_tensor(out["logit_scale"]).detach().float().mean())
+                acc += torch.stack([torch.as_tensor(losses[k], device=dev).detach().float().reshape(())
+                                    for k in METRICS])
+                logit_scale = out["logit_scale"].detach()
                 micro += 1
                 if not last_micro:
                     continue
                 # --- one optimizer step -----------------------------------------------------------
-                vals = all_reduce_mean(info, (acc / cfg.grad_accum).to(dev)).cpu()
+                vals = all_reduce_mean(info, acc / cfg.grad_accum).double().cpu()
                 acc.zero_()
                 grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
                 lr = optimizer.param_groups[0]["lr"]
@@ -516,7 +528,8 @@ class _Trainer:
                 t_step = now
                 named = {k: _finite(float(v)) for k, v in zip(METRICS, vals, strict=True)}
                 rec = {"step": st["step"], "epoch": epoch, **named,
-                       "lr": lr, "logit_scale": _finite(logit_scale), "grad_norm": _finite(grad_norm),
+                       "lr": lr, "logit_scale": _finite(float(torch.as_tensor(logit_scale).float().mean())),
+                       "grad_norm": _finite(grad_norm),
                        "samples_per_s": sps, "skipped": not finite}
                 st["history"].append(rec)
                 if st["consecutive_bad"] >= cfg.max_nonfinite_steps:
