@@ -42,10 +42,17 @@ class ContrastiveLoss(nn.Module):
         super().__init__()
         self._rank, self._world_size = rank, world_size
 
-    def logits(self, ecg_embedding: torch.Tensor, text_embedding: torch.Tensor, logit_scale: torch.Tensor,
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def logits(
+        self,
+        ecg_embedding: torch.Tensor,
+        text_embedding: torch.Tensor,
+        logit_scale: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(logits_per_ecg, logits_per_text, labels): local rows against the gathered batch."""
         rank, world = _dist_info(self._rank, self._world_size)
+        # Similarities in float32 even under bf16 autocast: at scale 100 bf16 rounding moves logits by ~0.4.
+        ecg_embedding, text_embedding = ecg_embedding.float(), text_embedding.float()
+        logit_scale = logit_scale.float()
         all_ecg = gather_with_grad(ecg_embedding, world)
         all_text = gather_with_grad(text_embedding, world)
         logits_per_ecg = logit_scale * ecg_embedding @ all_text.T
@@ -54,8 +61,9 @@ class ContrastiveLoss(nn.Module):
         labels = torch.arange(local, device=ecg_embedding.device) + rank * local
         return logits_per_ecg, logits_per_text, labels
 
-    def forward(self, ecg_embedding: torch.Tensor, text_embedding: torch.Tensor,
-                logit_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, ecg_embedding: torch.Tensor, text_embedding: torch.Tensor, logit_scale: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss, ecg->text top-1 accuracy over the local rows)."""
         logits_per_ecg, logits_per_text, labels = self.logits(ecg_embedding, text_embedding, logit_scale)
         loss = (F.cross_entropy(logits_per_ecg, labels) + F.cross_entropy(logits_per_text, labels)) / 2
@@ -76,8 +84,9 @@ class CaptionLoss(nn.Module):
         self.pad_token_id = pad_token_id
         self.label_smoothing = label_smoothing
 
-    def forward(self, logits: torch.Tensor, input_ids: torch.Tensor,
-                attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         targets = input_ids[:, 1:]
         ignore = torch.zeros_like(targets, dtype=torch.bool)
         if attention_mask is not None:
@@ -86,8 +95,12 @@ class CaptionLoss(nn.Module):
             ignore |= targets == self.pad_token_id
         targets = targets.masked_fill(ignore, -100)
         pred = logits[:, :-1]
-        return F.cross_entropy(pred.reshape(-1, pred.shape[-1]).float(), targets.reshape(-1), ignore_index=-100,
-                               label_smoothing=self.label_smoothing)
+        return F.cross_entropy(
+            pred.reshape(-1, pred.shape[-1]).float(),
+            targets.reshape(-1),
+            ignore_index=-100,
+            label_smoothing=self.label_smoothing,
+        )
 
 
 class CoCaLoss(nn.Module):
@@ -98,23 +111,33 @@ class CoCaLoss(nn.Module):
     when the contrastive term is skipped).
     """
 
-    def __init__(self, lambda_con: float = 1.0, lambda_cap: float = 1.0, pad_token_id: int | None = None,
-                 rank: int | None = None, world_size: int | None = None) -> None:
+    def __init__(
+        self,
+        lambda_con: float = 1.0,
+        lambda_cap: float = 1.0,
+        pad_token_id: int | None = None,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> None:
         super().__init__()
         if lambda_con < 0 or lambda_cap < 0 or lambda_con + lambda_cap == 0:
-            raise ValueError(f"loss weights must be >= 0 and not both 0 (lambda_con={lambda_con}, "
-                             f"lambda_cap={lambda_cap})")
+            raise ValueError(
+                f"loss weights must be >= 0 and not both 0 (lambda_con={lambda_con}, lambda_cap={lambda_cap})"
+            )
         self.lambda_con, self.lambda_cap = float(lambda_con), float(lambda_cap)
         self.contrastive = ContrastiveLoss(rank, world_size)
         self.caption = CaptionLoss(pad_token_id)
 
-    def forward(self, outputs: dict[str, torch.Tensor], input_ids: torch.Tensor,
-                attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, outputs: dict[str, torch.Tensor], input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         ref = next(iter(outputs.values()))
         zero = ref.new_zeros(()).float()
         con, cap, acc = zero, zero, zero
         if self.lambda_con:
-            con, acc = self.contrastive(outputs["ecg_embedding"], outputs["text_embedding"], outputs["logit_scale"])
+            con, acc = self.contrastive(
+                outputs["ecg_embedding"], outputs["text_embedding"], outputs["logit_scale"]
+            )
         elif "ecg_embedding" in outputs and "text_embedding" in outputs:
             with torch.no_grad():
                 sims = outputs["ecg_embedding"] @ outputs["text_embedding"].T

@@ -11,13 +11,27 @@ if TYPE_CHECKING:
     from esi.models.coca import EsiModel
     from esi.models.factory import create_model, list_models
 
-__all__ = ["EsiModel", "create_model", "list_models", "load_model", "save_checkpoint", "create_encoder",
-           "list_encoders", "register_model"]
+__all__ = [
+    "EsiModel",
+    "create_model",
+    "list_models",
+    "load_model",
+    "save_checkpoint",
+    "create_encoder",
+    "list_encoders",
+    "register_model",
+]
 
-_WHERE = {"EsiModel": "esi.models.coca", "create_model": "esi.models.factory", "list_models": "esi.models.factory",
-          "load_model": "esi.models.checkpoint", "save_checkpoint": "esi.models.checkpoint",
-          "create_encoder": "esi.models.registry", "list_encoders": "esi.models.registry",
-          "register_model": "esi.models.registry"}
+_WHERE = {
+    "EsiModel": "esi.models.coca",
+    "create_model": "esi.models.factory",
+    "list_models": "esi.models.factory",
+    "load_model": "esi.models.checkpoint",
+    "save_checkpoint": "esi.models.checkpoint",
+    "create_encoder": "esi.models.registry",
+    "list_encoders": "esi.models.registry",
+    "register_model": "esi.models.registry",
+}
 
 
 def __getattr__(name: str) -> Any:

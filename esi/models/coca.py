@@ -1,8 +1,8 @@
 """EsiModel: a CoCa-style ECG-text model.
 
     ECG (B, 12, T) ─► encoder.forward_features ─► token map (B, T', W)
-        ├─► single-query attentional pool ─► projection ─► L2-normalised ECG embedding ──┐ contrastive
-        └─► multi-query attentional pool (n_queries tokens) ──────────────┐              │ (InfoNCE)
+        ├─► single-query attentional pool ─► projection ─► L2-normalised ECG embedding ─┐ contrastive
+        └─► multi-query attentional pool (n_queries tokens) ─────────────┐              │ (InfoNCE)
     caption ids (B, L) ─► text tower ([CLS]/mean pooled) ─► projection ─► │ text embedding ┘
     caption ids (B, L) ─► decoder token embeddings + positions ─► causal self-attention
                           + cross-attention to the pooled ECG tokens ─► vocabulary logits (B, L, V)
@@ -48,8 +48,16 @@ class DecoderBlock(nn.Module):
 class CaptionDecoder(nn.Module):
     """Causal transformer decoder over caption tokens, cross-attending to pooled ECG tokens."""
 
-    def __init__(self, vocab_size: int, max_len: int, width: int, layers: int, heads: int, mlp_ratio: float,
-                 tie_embeddings: bool) -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        max_len: int,
+        width: int,
+        layers: int,
+        heads: int,
+        mlp_ratio: float,
+        tie_embeddings: bool,
+    ) -> None:
         super().__init__()
         self.token_embedding = nn.Embedding(vocab_size, width)
         nn.init.normal_(self.token_embedding.weight, std=0.02)
@@ -63,7 +71,10 @@ class CaptionDecoder(nn.Module):
             self.output = nn.Linear(width, vocab_size)
 
     def forward(self, input_ids: torch.Tensor, ecg_tokens: torch.Tensor) -> torch.Tensor:
-        """``input_ids`` (B, L), ``ecg_tokens`` (B, Q, width) -> logits (B, L, vocab); position t sees ids <= t."""
+        """``input_ids`` (B, L), ``ecg_tokens`` (B, Q, width) -> logits (B, L, vocab).
+
+        Position t sees only ids <= t (causal self-attention).
+        """
         x = self.token_embedding(input_ids) + self.positions[: input_ids.shape[1]]
         for block in self.blocks:
             x = block(x, ecg_tokens)
@@ -80,10 +91,17 @@ class EsiModel(nn.Module):
         config: an :class:`EsiConfig` or its dict form (as in esi/models/configs/*.json).
         text_pretrained: load the text encoder's pretrained weights (False when a checkpoint follows).
         offline: never contact the model hub (default: settings).
+        text_assets: text config + tokenizer files from a checkpoint; the text model is then rebuilt from them
+            instead of being looked up by name.
     """
 
-    def __init__(self, config: EsiConfig | dict[str, Any], text_pretrained: bool = True,
-                 offline: bool | None = None) -> None:
+    def __init__(
+        self,
+        config: EsiConfig | dict[str, Any],
+        text_pretrained: bool = True,
+        offline: bool | None = None,
+        text_assets: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         self.config = config if isinstance(config, EsiConfig) else config_from_dict(config)
         cfg = self.config
@@ -93,15 +111,30 @@ class EsiModel(nn.Module):
         width = int(self.ecg_encoder.width)
         self.contrastive_pooler = AttentionalPooler(width, width, n_queries=1, heads=ecg.pool_heads)
         self.ecg_proj = nn.Linear(width, cfg.embed_dim, bias=False)
-        nn.init.normal_(self.ecg_proj.weight, std=width ** -0.5)
+        nn.init.normal_(self.ecg_proj.weight, std=width**-0.5)
         self.caption_pooler = AttentionalPooler(dec.width, width, n_queries=dec.n_queries, heads=dec.heads)
 
-        self.text = TextTower(txt.hf_model_name, cfg.embed_dim, pooling=txt.pooling, offline=offline,
-                              pretrained=text_pretrained, freeze_layers=txt.freeze_layers)
+        self.text = TextTower(
+            txt.hf_model_name,
+            cfg.embed_dim,
+            pooling=txt.pooling,
+            offline=offline,
+            pretrained=text_pretrained,
+            freeze_layers=txt.freeze_layers,
+            num_layers=txt.num_layers,
+            assets=text_assets,
+        )
         self.tokenizer = self.text.tokenizer
         self.max_text_len = int(min(txt.context_length, self.text.max_positions))
-        self.decoder = CaptionDecoder(self.text.vocab_size, self.max_text_len, dec.width, dec.layers, dec.heads,
-                                      dec.mlp_ratio, dec.tie_embeddings)
+        self.decoder = CaptionDecoder(
+            self.text.vocab_size,
+            self.max_text_len,
+            dec.width,
+            dec.layers,
+            dec.heads,
+            dec.mlp_ratio,
+            dec.tie_embeddings,
+        )
         if dec.init_from_text and self.text.hidden_size == dec.width:
             with torch.no_grad():
                 self.decoder.token_embedding.weight.copy_(self.text.word_embeddings.weight)
@@ -124,14 +157,24 @@ class EsiModel(nn.Module):
     def _check_ecg(self, ecg: torch.Tensor) -> None:
         c = self.config.ecg_cfg.in_chans
         if ecg.ndim != 3 or ecg.shape[1] != c:
-            raise DataError(f"ECG batch must have shape (batch, {c}, samples), got {tuple(ecg.shape)}",
-                            field="ecg", fix=f"stack records as (batch, {c} leads, samples) in the standard order")
+            raise DataError(
+                f"ECG batch must have shape (batch, {c}, samples), got {tuple(ecg.shape)}",
+                field="ecg",
+                fix=f"stack records as (batch, {c} leads, samples) in the standard order",
+            )
 
     def _check_text(self, input_ids: torch.Tensor) -> None:
         if input_ids.ndim != 2 or input_ids.shape[1] > self.max_text_len:
-            raise DataError(f"caption ids must have shape (batch, <= {self.max_text_len}), got "
-                            f"{tuple(input_ids.shape)}", field="input_ids",
-                            fix="tokenize with model.tokenize(texts), which truncates to model.max_text_len")
+            raise DataError(
+                f"caption ids must have shape (batch, <= {self.max_text_len}), got {tuple(input_ids.shape)}",
+                field="input_ids",
+                fix="tokenize with model.tokenize(texts), which truncates to model.max_text_len",
+            )
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute encoder blocks in the backward pass (long ECGs, big encoders); a no-op if unsupported."""
+        if hasattr(self.ecg_encoder, "set_grad_checkpointing"):
+            self.ecg_encoder.set_grad_checkpointing(enable)
 
     def clamped_logit_scale(self) -> torch.Tensor:
         """exp(logit_scale), with logit_scale clamped at log(100) as in CLIP/CoCa."""
@@ -163,8 +206,14 @@ class EsiModel(nn.Module):
         """Decoder logits (B, L, vocab) given the ECG token map and caption ids."""
         return self.decoder(input_ids, self.caption_pooler(tokens))
 
-    def forward(self, ecg: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                contrastive: bool = True, caption: bool = True) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        ecg: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        contrastive: bool = True,
+        caption: bool = True,
+    ) -> dict[str, torch.Tensor]:
         """Both towers and the decoder.
 
         Returns a dict with ``ecg_embedding`` and ``text_embedding`` (B, embed_dim, L2-normalised),
@@ -187,7 +236,9 @@ class EsiModel(nn.Module):
         if isinstance(texts, str):
             texts = [texts]
         limit = min(max_length or self.max_text_len, self.max_text_len)
-        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=limit, return_tensors="pt")
+        enc = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=limit, return_tensors="pt"
+        )
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
     @torch.no_grad()
@@ -213,11 +264,15 @@ class EsiModel(nn.Module):
             self.train(was_training)
 
     def extra_repr(self) -> str:
-        return f"name={self.config.name!r}, embed_dim={self.config.embed_dim}, max_text_len={self.max_text_len}"
+        return (
+            f"name={self.config.name!r}, embed_dim={self.config.embed_dim}, max_text_len={self.max_text_len}"
+        )
 
 
 def check_logit_scale_init(value: float) -> None:
     """Reject a logit-scale init outside (0, log 100]: an e^1 init or an unclamped scale are known defects."""
     if not 0 < value <= math.log(100) + 1e-6:
-        raise ConfigError(f"init_logit_scale must be in (0, log(100)], got {value}; the CLIP/CoCa value is "
-                          "log(1/0.07) = 2.659")
+        raise ConfigError(
+            f"init_logit_scale must be in (0, log(100)], got {value}; the CLIP/CoCa value is "
+            "log(1/0.07) = 2.659"
+        )

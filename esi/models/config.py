@@ -1,4 +1,4 @@
-"""Model configuration: JSON files in esi/models/configs/ turned into dataclasses (unknown keys are errors)."""
+"""Model configuration: the JSON files of esi/models/configs/ as dataclasses (unknown keys are errors)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ class TextCfg:
     hf_model_name: str = "tiny-random-bert"  # hub id, local path, "minilm" or "tiny-random-bert"
     pooling: str = "cls"  # "cls" or "mean" pooling of the text encoder's final hidden states
     context_length: int = 128  # longest caption in tokens (including [CLS] and [SEP])
+    num_layers: int = 0  # keep only the bottom layers of the text encoder (0: all); cheaper CPU configs
     freeze_layers: int = 0  # fixed bottom layers of the text encoder (with its embeddings); -1: all of it
 
 
@@ -63,8 +64,10 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ConfigError(f"unknown model config field(s) {', '.join(where + k for k in unknown)}; "
-                          f"known fields of {where or 'the top level'}: {', '.join(sorted(known))}")
+        raise ConfigError(
+            f"unknown model config field(s) {', '.join(where + k for k in unknown)}; "
+            f"known fields of {where or 'the top level'}: {', '.join(sorted(known))}"
+        )
     kwargs = {}
     for key, value in data.items():
         sub = _SUBCONFIGS.get(key) if cls is EsiConfig else None

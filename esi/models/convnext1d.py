@@ -49,31 +49,47 @@ class ConvNeXtV2_1d(nn.Module):  # noqa: N801 - the architecture's own name
         patch_size: stem kernel and stride.
         kernel_size: depthwise kernel size.
 
-    Parameter counting (asserted in tests/models/test_encoders.py): the paper's 26.8M (ESI-tiny) and 85.6M (ESI)
-    are the encoder as used for pretraining: stem, stages and the final LayerNorm, without a classification head
-    (26,814,144 and 85,558,528 here). A 71-class PTB-XL head (LayerNorm + Linear) adds 56k / 75k parameters,
-    which keeps both within 0.1% of the paper's figures.
+    Parameter counting (asserted in tests/models/test_encoders.py): the paper's 26.8M (ESI-tiny) and 85.6M
+    (ESI) are the encoder as used for pretraining: stem, stages and the final LayerNorm, without a
+    classification head (26,814,144 and 85,558,528 here). A 71-class PTB-XL head (LayerNorm + Linear) adds
+    56k / 75k parameters, which keeps both within 0.1% of the paper's figures.
     """
 
-    def __init__(self, depths: Sequence[int], dims: Sequence[int], in_chans: int = 12, num_classes: int = 0,
-                 drop_path_rate: float = 0.0, patch_size: int = 4, kernel_size: int = 7) -> None:
+    def __init__(
+        self,
+        depths: Sequence[int],
+        dims: Sequence[int],
+        in_chans: int = 12,
+        num_classes: int = 0,
+        drop_path_rate: float = 0.0,
+        patch_size: int = 4,
+        kernel_size: int = 7,
+    ) -> None:
         super().__init__()
         if len(depths) != len(dims):
             raise ValueError(f"depths {tuple(depths)} and dims {tuple(dims)} must have the same length")
         self.width = int(dims[-1])
         self.in_chans = in_chans
         self.grad_checkpointing = False
-        self.downsample = nn.ModuleList([nn.Sequential(
-            nn.Conv1d(in_chans, dims[0], patch_size, stride=patch_size), ChannelLayerNorm(dims[0]))])
+        self.downsample = nn.ModuleList(
+            [
+                nn.Sequential(
+                    nn.Conv1d(in_chans, dims[0], patch_size, stride=patch_size), ChannelLayerNorm(dims[0])
+                )
+            ]
+        )
         for i in range(1, len(dims)):
-            self.downsample.append(nn.Sequential(ChannelLayerNorm(dims[i - 1]),
-                                                 nn.Conv1d(dims[i - 1], dims[i], 2, stride=2)))
+            self.downsample.append(
+                nn.Sequential(ChannelLayerNorm(dims[i - 1]), nn.Conv1d(dims[i - 1], dims[i], 2, stride=2))
+            )
         n_blocks = sum(depths)
         rates = [drop_path_rate * i / max(1, n_blocks - 1) for i in range(n_blocks)]
         self.stages = nn.ModuleList()
         start = 0
         for depth, dim in zip(depths, dims, strict=True):
-            self.stages.append(nn.Sequential(*[Block(dim, rates[start + j], kernel_size) for j in range(depth)]))
+            self.stages.append(
+                nn.Sequential(*[Block(dim, rates[start + j], kernel_size) for j in range(depth)])
+            )
             start += depth
         self.norm = nn.LayerNorm(self.width, eps=1e-6)  # on the token map (channels last)
         self.num_classes = num_classes

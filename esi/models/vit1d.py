@@ -44,8 +44,17 @@ class ViT1d(nn.Module):
         drop_path_rate: stochastic depth, increasing linearly over the blocks.
     """
 
-    def __init__(self, width: int, depth: int, heads: int, patch_size: int = 50, seq_len: int = 5000,
-                 in_chans: int = 12, mlp_ratio: float = 4.0, drop_path_rate: float = 0.0) -> None:
+    def __init__(
+        self,
+        width: int,
+        depth: int,
+        heads: int,
+        patch_size: int = 50,
+        seq_len: int = 5000,
+        in_chans: int = 12,
+        mlp_ratio: float = 4.0,
+        drop_path_rate: float = 0.0,
+    ) -> None:
         super().__init__()
         self.width = width
         self.patch_size = patch_size
@@ -63,15 +72,20 @@ class ViT1d(nn.Module):
         if n == self.pos_embed.shape[1]:
             return self.pos_embed
         # Another input length: stretch the learned table rather than refusing the input.
-        return F.interpolate(self.pos_embed.transpose(1, 2), size=n, mode="linear",
-                             align_corners=False).transpose(1, 2)
+        return F.interpolate(
+            self.pos_embed.transpose(1, 2), size=n, mode="linear", align_corners=False
+        ).transpose(1, 2)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` (B, in_chans, T) -> token map (B, T // patch_size, width)."""
         x = self.patch_embed(x).transpose(1, 2)
         x = x + self._positions(x.shape[1])
         for block in self.blocks:
-            x = checkpoint(block, x, use_reentrant=False) if self.grad_checkpointing and self.training else block(x)
+            x = (
+                checkpoint(block, x, use_reentrant=False)
+                if self.grad_checkpointing and self.training
+                else block(x)
+            )
         return self.norm(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

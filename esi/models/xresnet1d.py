@@ -13,7 +13,9 @@ from torch import nn
 from esi.models.registry import register_model
 
 
-def _conv_bn(ni: int, nf: int, ks: int, stride: int = 1, act: bool = True, zero_bn: bool = False) -> nn.Sequential:
+def _conv_bn(
+    ni: int, nf: int, ks: int, stride: int = 1, act: bool = True, zero_bn: bool = False
+) -> nn.Sequential:
     bn = nn.BatchNorm1d(nf)
     # The last BN of each residual branch starts at zero so every block begins as the identity.
     nn.init.constant_(bn.weight, 0.0 if zero_bn else 1.0)
@@ -32,8 +34,11 @@ class ResBlock(nn.Module):
         if expansion == 1:
             path = [_conv_bn(ni, nh, ks, stride), _conv_bn(nh, nf, ks, act=False, zero_bn=True)]
         else:
-            path = [_conv_bn(ni, nh, 1), _conv_bn(nh, nh, ks, stride),
-                    _conv_bn(nh, nf, 1, act=False, zero_bn=True)]
+            path = [
+                _conv_bn(ni, nh, 1),
+                _conv_bn(nh, nh, ks, stride),
+                _conv_bn(nh, nf, 1, act=False, zero_bn=True),
+            ]
         self.convpath = nn.Sequential(*path)
         shortcut: list[nn.Module] = []
         if stride != 1:
@@ -59,19 +64,34 @@ class XResNet1d(nn.Module):
         kernel_size: kernel size of the stem and block convolutions.
     """
 
-    def __init__(self, expansion: int, layers: Sequence[int], in_chans: int = 12,
-                 widths: Sequence[int] = (64, 128, 256, 512), stem: Sequence[int] = (32, 32, 64),
-                 kernel_size: int = 5) -> None:
+    def __init__(
+        self,
+        expansion: int,
+        layers: Sequence[int],
+        in_chans: int = 12,
+        widths: Sequence[int] = (64, 128, 256, 512),
+        stem: Sequence[int] = (32, 32, 64),
+        kernel_size: int = 5,
+    ) -> None:
         super().__init__()
         sizes = [in_chans, *stem]
         self.stem = nn.Sequential(
             *[_conv_bn(sizes[i], sizes[i + 1], kernel_size, stride=2 if i == 0 else 1) for i in range(3)],
-            nn.MaxPool1d(3, stride=2, padding=1))
+            nn.MaxPool1d(3, stride=2, padding=1),
+        )
         block_sizes = [stem[-1] // expansion, *widths]
         stages = []
         for i, n in enumerate(layers):
-            blocks = [ResBlock(expansion, block_sizes[i] if j == 0 else block_sizes[i + 1], block_sizes[i + 1],
-                               stride=(1 if i == 0 else 2) if j == 0 else 1, ks=kernel_size) for j in range(n)]
+            blocks = [
+                ResBlock(
+                    expansion,
+                    block_sizes[i] if j == 0 else block_sizes[i + 1],
+                    block_sizes[i + 1],
+                    stride=(1 if i == 0 else 2) if j == 0 else 1,
+                    ks=kernel_size,
+                )
+                for j in range(n)
+            ]
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)
         self.width = widths[-1] * expansion

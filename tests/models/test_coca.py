@@ -1,4 +1,4 @@
-"""EsiModel: the API the trainer, evaluation and serving use; causality of the decoder; configs and factory."""
+"""EsiModel: the API that training, evaluation and serving use; decoder causality; configs and factory."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ from esi.errors import ConfigError, DataError, ModelNotFoundError
 from esi.models import EsiModel, create_model, list_models
 
 T = 1000  # short ECGs keep the tests fast; the encoders accept any length
-CAPTIONS = ["sinus rhythm with right bundle branch block and prolonged qrs duration",
-            "atrial fibrillation with irregular rr intervals",
-            "normal ecg"]
+CAPTIONS = [
+    "sinus rhythm with right bundle branch block and prolonged qrs duration",
+    "atrial fibrillation with irregular rr intervals",
+    "normal ecg",
+]
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +43,9 @@ def test_forward_returns_the_contract(model: EsiModel, batch: dict[str, torch.Te
     assert out["caption_logits"].shape == (3, L, model.text.vocab_size)
     assert out["logit_scale"].ndim == 0 and math.isclose(out["logit_scale"].item(), 1 / 0.07, rel_tol=1e-4)
     assert torch.allclose(model.encode_ecg(batch["ecg"]), out["ecg_embedding"], atol=1e-5)
-    assert torch.allclose(model.encode_text(batch["input_ids"], batch["attention_mask"]), out["text_embedding"],
-                          atol=1e-5)
+    assert torch.allclose(
+        model.encode_text(batch["input_ids"], batch["attention_mask"]), out["text_embedding"], atol=1e-5
+    )
     assert model.ecg_features(batch["ecg"]).shape == (3, model.ecg_encoder.width)
 
 
@@ -129,8 +132,16 @@ def test_backbone_ablation_variants(name: str) -> None:
 class TestFactory:
     def test_list_models(self) -> None:
         names = set(list_models())
-        assert {"esi_base", "esi_tiny", "esi_cpu", "esi_test", "esi_tiny_vit", "esi_tiny_xresnet",
-                "esi_test_vit", "esi_test_xresnet"} <= names
+        assert {
+            "esi_base",
+            "esi_tiny",
+            "esi_cpu",
+            "esi_test",
+            "esi_tiny_vit",
+            "esi_tiny_xresnet",
+            "esi_test_vit",
+            "esi_test_xresnet",
+        } <= names
 
     def test_shipped_configs_are_valid(self) -> None:
         from esi.models.config import config_from_dict
@@ -173,3 +184,40 @@ class TestFactory:
         assert create_model(path).config.embed_dim == 8
         with pytest.raises(ModelNotFoundError):
             create_model(tmp_path / "missing.json")
+
+
+def test_grad_checkpointing_gives_equal_gradients(batch: dict[str, torch.Tensor]) -> None:
+    torch.manual_seed(0)
+    m = create_model("esi_test")
+    m(**batch)["ecg_embedding"].sum().backward()
+    ref = {n: p.grad.clone() for n, p in m.ecg_encoder.named_parameters()}
+    m.zero_grad()
+    m.set_grad_checkpointing(True)
+    m(**batch)["ecg_embedding"].sum().backward()
+    for n, p in m.ecg_encoder.named_parameters():
+        assert torch.allclose(p.grad, ref[n], atol=1e-6), n
+
+
+@pytest.mark.parametrize("name", ["esi_test", "esi_test_vit", "esi_test_xresnet"])
+def test_every_parameter_gets_a_gradient(name: str) -> None:
+    # No dead modules: DDP runs without find_unused_parameters (a defect of the authors' code).
+    from esi.losses import CoCaLoss
+
+    torch.manual_seed(0)
+    m = create_model(name)
+    enc = m.tokenize(CAPTIONS)
+    CoCaLoss()(m(torch.randn(3, 12, 1000), **enc), **enc)["loss"].backward()
+    dead = [n for n, p in m.named_parameters() if p.requires_grad and p.grad is None]
+    assert not dead
+
+
+def test_bf16_autocast_forward_and_loss_are_finite(batch: dict[str, torch.Tensor]) -> None:
+    from esi.losses import CoCaLoss
+
+    torch.manual_seed(0)
+    m = create_model("esi_test")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = m(**batch)
+        res = CoCaLoss()(out, batch["input_ids"], batch["attention_mask"])
+    res["loss"].backward()
+    assert torch.isfinite(res["loss"]) and res["contrastive"].dtype == torch.float32

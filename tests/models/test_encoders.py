@@ -39,7 +39,9 @@ def test_test_variant_token_map(name: str) -> None:
     model.eval()
     y = x.detach().clone()
     y[1] += 1.0
-    assert torch.allclose(model.forward_features(y)[0], model.eval().forward_features(x.detach())[0], atol=1e-5)
+    assert torch.allclose(
+        model.forward_features(y)[0], model.eval().forward_features(x.detach())[0], atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("name", FULL_ENCODERS)

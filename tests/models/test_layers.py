@@ -19,7 +19,7 @@ class TestChannelLayerNorm:
         assert torch.allclose(y, expected, atol=1e-5)
 
     def test_differs_from_a_norm_over_time(self) -> None:
-        # The defect in the authors' code: F.layer_norm(x, (T,)) on (B, C, T) normalises each channel over time.
+        # The authors' defect: F.layer_norm(x, (T,)) on (B, C, T) normalises each channel over time.
         torch.manual_seed(0)
         x = torch.randn(2, 6, 50) * 3 + 1
         over_time = F.layer_norm(x, (50,), eps=1e-6)

