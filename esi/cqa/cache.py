@@ -71,6 +71,9 @@ class CaptionCache:
         if con is None:
             con = sqlite3.connect(self.path, timeout=self.timeout_s)
             con.execute(f"PRAGMA busy_timeout={int(self.timeout_s * 1000)}")
+            # WAL + NORMAL: each transaction stays atomic; only the last ones may be lost on power failure,
+            # which for a cache just means regenerating them
+            con.execute("PRAGMA synchronous=NORMAL")
             self._local.con = con
         return con
 
@@ -106,6 +109,21 @@ class CaptionCache:
                 (cache_key(signature, prompt_version, generator, kb_version), signature, prompt_version,
                  generator, kb_version, description, int(input_tokens), int(output_tokens), time.time()))
         return cur.rowcount == 1
+
+    def put_many(self, entries: Iterable[tuple[str, str, str, str, str, int, int]]) -> int:
+        """Insert many (signature, prompt_version, generator, kb_version, description, input_tokens,
+        output_tokens) in one transaction; returns how many were new."""
+        rows = [(cache_key(sig, pv, gen, kv), sig, pv, gen, kv, desc, int(n_in), int(n_out), time.time())
+                for sig, pv, gen, kv, desc, n_in, n_out in entries]
+        if not rows:
+            return 0
+        con = self._con()
+        before = con.total_changes
+        with con:
+            con.executemany(
+                "INSERT OR IGNORE INTO descriptions (key, signature, prompt_version, generator, kb_version, "
+                "description, input_tokens, output_tokens, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        return con.total_changes - before
 
     def __len__(self) -> int:
         return int(self._con().execute("SELECT COUNT(*) FROM descriptions").fetchone()[0])

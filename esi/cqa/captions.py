@@ -183,12 +183,19 @@ class CaptionChain:
         cond = self.vocab.get(cid)
         return cond.name if cond else cid
 
+    def _category(self, cid: str) -> str:
+        cond = self.vocab.get(cid)
+        return cond.category if cond else "other"
+
     def request(self, signature: str) -> GenerationRequest:
         """Retrieval step: the conditions of a signature with their passages."""
         from esi.cqa.llm import ConditionContext, GenerationRequest
 
         pairs = parse_signature(signature)
         self.prefetch([cid for cid, _ in pairs])
+        # the order a reader expects: rhythm, conduction, morphology, ischaemia, other; definite first
+        pairs.sort(key=lambda p: (CATEGORY_ORDER.get(self._category(p[0]), 5), BUCKETS.index(p[1]),
+                                  self._name(p[0]).lower()))
         ctx = tuple(ConditionContext(cid, self._name(cid), bucket, self._passages[cid])
                     for cid, bucket in pairs)
         return GenerationRequest(signature=signature, conditions=ctx)
@@ -361,6 +368,8 @@ def _generate(todo: list[str], kb: KnowledgeBase, generator: DescriptionGenerato
     out: dict[str, str] = {}
     failures: Counter[str] = Counter()
     first_error: Exception | None = None
+    pending: list[tuple[str, str, str, str, str, int, int]] = []
+    last_flush = time.monotonic()
     bar = tqdm(total=len(todo), desc=f"descriptions ({generator.generator_id})", unit="sig",
                disable=not progress)
     config = {"max_concurrency": generator.max_concurrency}
@@ -377,8 +386,13 @@ def _generate(todo: list[str], kb: KnowledgeBase, generator: DescriptionGenerato
         summary.requests += result.requests
         summary.tokens += result.tokens
         out[todo[i]] = result.text
-        cache.put(todo[i], prompt_version, generator.generator_id, kb_version, result.text,
-                  result.input_tokens, result.output_tokens)
+        pending.append((todo[i], prompt_version, generator.generator_id, kb_version, result.text,
+                        result.input_tokens, result.output_tokens))
+        if len(pending) >= 256 or time.monotonic() - last_flush > 2.0:
+            # written in batches (one transaction each), so a crash loses at most a few seconds of work
+            cache.put_many(pending)
+            pending, last_flush = [], time.monotonic()
+    cache.put_many(pending)
     bar.close()
     if first_error is not None:
         done = len(out)

@@ -137,6 +137,7 @@ class MentionFinder:
             cid for term, cid in words.items()
             if self.FEATURE_WORDS.search(term) and not self.DIAGNOSIS_WORDS.search(term)
         } | {cid for term, cid in words.items() if term in self.GENERIC_NAMES}
+        self._memo: dict[str, tuple[tuple[str, str], ...]] = {}
         self._word_re = self._alternation(words, re.IGNORECASE)
         self._abbr_re = self._alternation(abbrevs, 0)
 
@@ -165,7 +166,17 @@ class MentionFinder:
         return cls(entries)
 
     def find(self, text: str) -> list[tuple[str, str]]:
-        """(condition_id, matched text) for every mention, in order of appearance."""
+        """(condition_id, matched text) for every mention, in order of appearance (memoised per text:
+        the same knowledge-base sentences are checked again for every signature that shares a condition)."""
+        hit = self._memo.get(text)
+        if hit is None:
+            hit = self._find(text)
+            if len(self._memo) >= 200_000:
+                self._memo.clear()
+            self._memo[text] = hit
+        return list(hit)
+
+    def _find(self, text: str) -> tuple[tuple[str, str], ...]:
         hits: list[tuple[int, int, str, str]] = []
         if self._word_re is not None:
             for m in self._word_re.finditer(text):
@@ -175,7 +186,7 @@ class MentionFinder:
             for m in self._abbr_re.finditer(text):
                 if not any(s <= m.start() < e for s, e, _, _ in hits):
                     hits.append((m.start(), m.end(), self._abbrevs[m.group(0)], m.group(0)))
-        return [(cid, found) for _, _, cid, found in sorted(hits)]
+        return tuple((cid, found) for _, _, cid, found in sorted(hits))
 
     def foreign(self, text: str, condition_ids: Iterable[str]) -> list[tuple[str, str]]:
         """Mentions of conditions outside ``condition_ids``: (condition_id, matched text).

@@ -18,6 +18,7 @@ import random
 import re
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CRITERIA_SECTIONS = ("Diagnostic criteria", "Waveform features")
+NORMAL_STATE_IDS = frozenset({"426783006", "164854000"})  # sinus rhythm, normal ECG
 _NUMBER_UNIT = re.compile(r"\d+(?:\.\d+)?\s*(?:ms|mV|mm|bpm|degrees|°|Hz|%|s)(?![A-Za-z0-9])")
 _LEAD = re.compile(r"\b(?:V[1-6]|aV[RLF]|I{1,3})\b")
 
@@ -102,23 +104,26 @@ def split_sentences(text: str) -> list[str]:
 class OfflineComposer:
     """A deterministic, grounded description writer (no language model, no network).
 
-    Rule, per condition of the signature (definite ones first, at most ``max_conditions``): take the
-    sentences of its own passages in the "Diagnostic criteria" and "Waveform features" sections (for user
-    documents, any section, but only sentences that name the condition); drop sentences that name another
-    condition (see :meth:`MentionFinder.foreign`); rank by (has a number with a unit, names a lead, order in
-    the document); keep the best criteria sentence and the best waveform sentence. A sentence already used
-    for another condition is not repeated. Text is lifted verbatim except for a trailing full stop.
+    Rule, per condition of the signature (at most ``max_conditions``, sentences allotted by
+    :meth:`sentence_budget`): take the sentences of its own passages in the "Diagnostic criteria" and
+    "Waveform features" sections (for user documents, any section, but only sentences that name the
+    condition); drop sentences that name another condition (see :meth:`MentionFinder.foreign`); rank by
+    (has a number with a unit, names a lead, retrieval rank, order in the passage); take the best criteria
+    sentence, then the best waveform sentence, then the best of the rest. A sentence already used for another
+    condition is not repeated. Text is lifted verbatim except for a trailing full stop.
     """
 
-    VERSION = 1
+    VERSION = 2
 
     def __init__(self, finder: MentionFinder | None = None, *, sentences_per_condition: int = 2,
-                 max_conditions: int = 4) -> None:
+                 max_conditions: int = 4, max_sentences: int = 5) -> None:
         self._finder = finder
         self.sentences_per_condition = sentences_per_condition
         self.max_conditions = max_conditions
+        self.max_sentences = max_sentences
         self.max_concurrency = 1
-        self.generator_id = f"offline-composer-v{self.VERSION}-s{sentences_per_condition}-c{max_conditions}"
+        self.generator_id = (f"offline-composer-v{self.VERSION}-s{sentences_per_condition}-c{max_conditions}"
+                             f"-m{max_sentences}")
 
     @property
     def finder(self) -> MentionFinder:
@@ -146,22 +151,45 @@ class OfflineComposer:
                 out.append((key, p.section, sentence))
         return sorted(out)
 
+    def sentence_budget(self, conditions: Sequence[ConditionContext]) -> dict[str, int]:
+        """Sentences per condition id: one each first (definite, then abnormal ones first), then a second
+        for abnormal conditions while ``max_sentences`` allows; the normal state (sinus rhythm, normal ECG)
+        gets a second sentence only when nothing abnormal is present."""
+        order = {"definite": 0, "probable": 1, "possible": 2}
+        ranked = sorted(conditions,
+                        key=lambda c: (c.condition_id in NORMAL_STATE_IDS, order.get(c.bucket, 3)))
+        ranked = ranked[:self.max_conditions]
+        budget = {c.condition_id: 0 for c in ranked}
+        left = self.max_sentences
+        only_normal = all(c.condition_id in NORMAL_STATE_IDS for c in ranked)
+        for rnd in range(self.sentences_per_condition):
+            for c in ranked:
+                if left <= 0:
+                    return budget
+                if rnd > 0 and c.condition_id in NORMAL_STATE_IDS and not only_normal:
+                    continue
+                budget[c.condition_id] += 1
+                left -= 1
+        return budget
+
     def compose(self, request: GenerationRequest) -> str:
         """The description (may be empty when no passage gives a usable sentence)."""
         allowed = {c.condition_id for c in request.conditions}
-        order = {"definite": 0, "probable": 1, "possible": 2}
-        conditions = sorted(request.conditions, key=lambda c: order.get(c.bucket, 3))[:self.max_conditions]
+        budget = self.sentence_budget(request.conditions)
         used: set[str] = set()
         picked: list[str] = []
-        for cond in conditions:
+        for cond in request.conditions:  # the text keeps the request's (reading) order
+            n = budget.get(cond.condition_id, 0)
+            if n <= 0:
+                continue
             candidates = [c for c in self._candidates(cond, allowed) if c[2].lower() not in used]
             chosen: list[tuple[tuple, str, str]] = []
             for section in CRITERIA_SECTIONS:  # one per section first, then the best of the rest
                 best = next((c for c in candidates if c[1] == section), None)
-                if best and len(chosen) < self.sentences_per_condition:
+                if best and len(chosen) < n:
                     chosen.append(best)
             for c in candidates:
-                if len(chosen) >= self.sentences_per_condition:
+                if len(chosen) >= n:
                     break
                 if c not in chosen:
                     chosen.append(c)

@@ -7,7 +7,8 @@ usage, error bodies), so the real ``openai`` and ``langchain-openai`` clients ru
   can check that the prompt reached the server; ``usage`` counts whitespace tokens.
 - Embeddings: deterministic hashed bag-of-words vectors (unit length), so similar texts are near.
 - Modes: ``api_key`` (any other bearer token -> 401), ``fail_first`` (the first N requests per path get
-  ``fail_status``, e.g. 429 or 503, then success), ``reply`` (fixed chat answer). ``requests`` counts calls.
+  ``fail_status``, e.g. 429 or 503, then success), ``reply`` (fixed chat answer), ``delay_s`` (answer time,
+  to observe concurrency: ``max_in_flight``). ``requests`` counts calls.
 """
 
 from __future__ import annotations
@@ -39,8 +40,11 @@ class FakeOpenAI:
     """The server state and its thread. Use as a context manager; ``base_url`` ends in /v1."""
 
     def __init__(self, *, api_key: str = "test-key", fail_first: int = 0, fail_status: int = 429,
-                 reply: str | None = None) -> None:
+                 reply: str | None = None, delay_s: float = 0.0) -> None:
         self.api_key = api_key
+        self.delay_s = delay_s
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.fail_first = fail_first
         self.fail_status = fail_status
         self.reply = reply
@@ -137,6 +141,12 @@ class FakeOpenAI:
                     self._error(state.fail_status, f"simulated {state.fail_status}", kind)
                     return
                 if path == "/v1/chat/completions":
+                    with state._lock:
+                        state.in_flight += 1
+                        state.max_in_flight = max(state.max_in_flight, state.in_flight)
+                    time.sleep(state.delay_s)
+                    with state._lock:
+                        state.in_flight -= 1
                     self._send(200, state._chat(body))
                 elif path == "/v1/embeddings":
                     self._send(200, state._embeddings(body))
