@@ -10,12 +10,17 @@ from typing import Any, TypeVar
 import typer
 
 F = TypeVar("F", bound=Callable[..., Any])
+NOISY_LOGGERS = ("great_expectations", "mlflow", "alembic", "chromadb", "httpx", "httpcore", "urllib3",
+                 "openai", "langchain", "sentence_transformers", "transformers", "numexpr", "matplotlib")
 
 
 def setup_logging(verbose: bool = False) -> None:
     """Log to stderr at INFO (DEBUG with verbose); rich output goes to stdout."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    # Libraries that log their internals at INFO would bury the pipeline's own progress lines.
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 def domain_errors(fn: F) -> F:

@@ -60,14 +60,16 @@ def prepare_cmd(source: str = typer.Option(..., help="ptbxl | challenge | icbeb 
     s = prepare(source, root, out, config=config, shard_size=shard_size, workers=n_workers,
                 shard=parse_shard(shard), limit=limit, overwrite=overwrite, progress=not quiet,
                 reader_options=options)
-    typer.echo(f"records read: {s.records_seen} ({s.records_per_s:.1f}/s), shards done now: {s.shards_done_now}, "
-               f"skipped (already done): {s.shards_skipped}, of {s.shards_total}")
+    typer.echo(f"records read: {s.records_seen} ({s.records_per_s:.1f}/s), "
+               f"shards done now: {s.shards_done_now}, skipped (already done): {s.shards_skipped}, "
+               f"of {s.shards_total}")
     if s.complete:
         typer.echo(f"store complete: {s.windows_written} windows, {s.rejected} rejected -> {out}")
         if s.rejected:
             typer.echo(f"  rejects: {out / 'rejects.parquet'} (see 'esi data info {out}')")
     else:
-        typer.echo("store not complete yet: run the remaining --shard tasks (or without --shard) to finish it")
+        typer.echo("store not complete yet: run the remaining --shard tasks (or run without --shard) "
+                   "to finish it")
     if s.unmapped_labels:
         top = ", ".join(f"{k!r} x{v}" for k, v in list(s.unmapped_labels.items())[:5])
         typer.echo(f"  labels not in the vocabulary (kept as raw labels): {len(s.unmapped_labels)}: {top}")

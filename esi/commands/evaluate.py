@@ -11,29 +11,36 @@ from esi.commands._common import domain_errors, setup_logging
 
 @domain_errors
 def evaluate_cmd(
-        model: str = typer.Option(..., help="checkpoint file/folder, MLflow URI (models:/esi@champion, "
-                                            "runs:/ID/path) or a model config name (random init)"),
-        benchmark: str = typer.Option("ptbxl", help="ptbxl | icbeb | synthetic | custom"),
-        root: Path = typer.Option(..., help="a store, or a dataset folder (prepared into a cached store)"),
-        task: str = typer.Option(None, help="PTB-XL: all | diagnostic | subdiagnostic | superdiagnostic | form | "
-                                            "rhythm (default superdiagnostic); ICBEB/custom: all"),
-        modes: str = typer.Option("zero-shot,linear-probe,identification",
-                                  help="comma-separated: zero-shot, linear-probe, finetune, identification, "
-                                       "baselines, mmd, or all"),
-        out: Path = typer.Option(None, help="report folder (default ESI_HOME/reports/eval-...)"),
-        fractions: str = typer.Option("0.01,0.1,1", help="linear-probe label fractions"),
-        seeds: str = typer.Option("0,1,2", help="seeds of the label-fraction subsets"),
-        bootstrap: int = typer.Option(1000, min=0, help="bootstrap resamples for the 95% CI (0: none)"),
-        batch_size: int = typer.Option(64, min=1, help="encoding batch size"),
-        epochs: int = typer.Option(5, min=1, help="fine-tune: maximum epochs"),
-        max_steps: int = typer.Option(None, min=1, help="fine-tune: cap of steps per epoch"),
-        segment: float = typer.Option(None, help="identification segment (s); default 5 PTB-XL, 4 ICBEB"),
-        pairing: str = typer.Option("auto", help="identification pairing: auto | records | segments"),
-        mmd_reference: Path = typer.Option(None, help="mmd mode: pretraining store (default: training folds)"),
-        seed: int = typer.Option(0, help="seed of folds, subsets, bootstrap and random init"),
-        no_mlflow: bool = typer.Option(False, "--no-mlflow", help="do not log to MLflow"),
-        no_cache: bool = typer.Option(False, "--no-cache", help="recompute embeddings"),
-        quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
+    model: str = typer.Option(
+        ...,
+        help="checkpoint file/folder, MLflow URI (models:/esi@champion, "
+        "runs:/ID/path) or a model config name (random init)",
+    ),
+    benchmark: str = typer.Option("ptbxl", help="ptbxl | icbeb | synthetic | custom"),
+    root: Path = typer.Option(..., help="a store, or a dataset folder (prepared into a cached store)"),
+    task: str = typer.Option(
+        None,
+        help="PTB-XL: all | diagnostic | subdiagnostic | superdiagnostic | form | "
+        "rhythm (default superdiagnostic); ICBEB/custom: all",
+    ),
+    modes: str = typer.Option(
+        "zero-shot,linear-probe,identification",
+        help="comma-separated: zero-shot, linear-probe, finetune, identification, baselines, mmd, or all",
+    ),
+    out: Path = typer.Option(None, help="report folder (default ESI_HOME/reports/eval-...)"),
+    fractions: str = typer.Option("0.01,0.1,1", help="linear-probe label fractions"),
+    seeds: str = typer.Option("0,1,2", help="seeds of the label-fraction subsets"),
+    bootstrap: int = typer.Option(1000, min=0, help="bootstrap resamples for the 95% CI (0: none)"),
+    batch_size: int = typer.Option(64, min=1, help="encoding batch size"),
+    epochs: int = typer.Option(5, min=1, help="fine-tune: maximum epochs"),
+    max_steps: int = typer.Option(None, min=1, help="fine-tune: cap of steps per epoch"),
+    segment: float = typer.Option(None, help="identification segment (s); default 5 PTB-XL, 4 ICBEB"),
+    pairing: str = typer.Option("auto", help="identification pairing: auto | records | segments"),
+    mmd_reference: Path = typer.Option(None, help="mmd mode: pretraining store (default: training folds)"),
+    seed: int = typer.Option(0, help="seed of folds, subsets, bootstrap and random init"),
+    no_mlflow: bool = typer.Option(False, "--no-mlflow", help="do not log to MLflow"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="recompute embeddings"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
 ) -> None:
     """Evaluate a model; writes metrics.json, report.md and plots, logs them to MLflow, prints the table."""
     setup_logging()
@@ -45,16 +52,32 @@ def evaluate_cmd(
         fracs = [float(x) for x in fractions.split(",") if x.strip()]
         seed_list = [int(x) for x in seeds.split(",") if x.strip()]
     except ValueError:
-        raise ConfigError(f"--fractions {fractions!r} / --seeds {seeds!r}: use comma-separated numbers, "
-                          "e.g. --fractions 0.01,0.1,1 --seeds 0,1,2") from None
+        raise ConfigError(
+            f"--fractions {fractions!r} / --seeds {seeds!r}: use comma-separated numbers, "
+            "e.g. --fractions 0.01,0.1,1 --seeds 0,1,2"
+        ) from None
     if not seed_list:
         raise ConfigError("--seeds needs at least one seed")
-    result = evaluate(model, benchmark, root, task, modes, out, fractions=fracs, seeds=seed_list,
-                      n_bootstrap=bootstrap, batch_size=batch_size,
-                      finetune_config=FinetuneConfig(epochs=epochs, max_steps_per_epoch=max_steps, seed=seed),
-                      identification_segment_s=segment, identification_pairing=pairing,
-                      mmd_reference=mmd_reference, log_mlflow=not no_mlflow, progress=not quiet,
-                      use_cache=not no_cache, seed=seed)
+    result = evaluate(
+        model,
+        benchmark,
+        root,
+        task,
+        modes,
+        out,
+        fractions=fracs,
+        seeds=seed_list,
+        n_bootstrap=bootstrap,
+        batch_size=batch_size,
+        finetune_config=FinetuneConfig(epochs=epochs, max_steps_per_epoch=max_steps, seed=seed),
+        identification_segment_s=segment,
+        identification_pairing=pairing,
+        mmd_reference=mmd_reference,
+        log_mlflow=not no_mlflow,
+        progress=not quiet,
+        use_cache=not no_cache,
+        seed=seed,
+    )
     typer.echo(result.table)
     typer.echo(f"report: {result.out}")
     for f in result.files:
