@@ -1,0 +1,72 @@
+"""The whole pipeline end to end, in process, as ``make run`` runs it (small sizes, the tiny test model).
+
+This is the one end-to-end path CI always runs: synthetic data -> store -> validation -> knowledge base ->
+captions -> pretraining -> evaluation, then a second run that must resume instead of redoing the work.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from esi.errors import ConfigError
+from esi.pipeline.local import STAGES, RunConfig, parse_stages, run_local
+
+
+def test_parse_stages() -> None:
+    assert parse_stages(None) == STAGES
+    assert parse_stages("caption-") == ("caption", "pretrain", "evaluate")
+    assert parse_stages("synth, prepare") == ("synth", "prepare")
+    with pytest.raises(ConfigError, match="teleport"):
+        RunConfig(out=Path("x"), stages=("teleport",))
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    out = tmp_path_factory.mktemp("run")
+    cfg = RunConfig(out=out, subjects=30, records_per_subject=3, epochs=1, model="esi_test", batch_size=8)
+    return out, run_local(cfg, progress=False)
+
+
+def test_every_stage_writes_its_outputs(finished_run: tuple[Path, object]) -> None:
+    out, result = finished_run
+    assert set(result.seconds) == set(STAGES)
+    for where in result.outputs.values():
+        assert Path(where).exists(), where
+    record = json.loads((out / "run.json").read_text())
+    assert record["notes"]["prepare"]["records"] == 90 and record["notes"]["prepare"]["rejected"] == 0
+    assert record["notes"]["validate"]["passed"] is True
+    assert record["notes"]["caption"]["records"] == 90
+    assert (out / "pretrain" / "model.pt").is_file()
+    assert any((out / "evaluation").rglob("*.json"))
+
+
+def test_second_run_resumes(finished_run: tuple[Path, object]) -> None:
+    out, first = finished_run
+    cfg = RunConfig(out=out, subjects=30, records_per_subject=3, epochs=1, model="esi_test", batch_size=8,
+                    stages=("synth", "prepare", "kb", "caption"))
+    again = run_local(cfg, progress=False)
+    notes = again.notes
+    assert notes["kb"]["added"] == 0 and notes["kb"]["unchanged"] > 0  # nothing re-embedded
+    assert notes["caption"]["llm_calls"] == 0 and notes["caption"]["cache_hits"] > 0
+    assert again.seconds["prepare"] < first.seconds["prepare"] + 5
+
+
+def test_validation_gate_stops_the_run(tmp_path: Path) -> None:
+    """A store whose header is wrong fails validation, and the run stops before captions or training."""
+    from esi.cli import app
+
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["run", "--out", str(out), "--subjects", "4", "--records-per-subject", "2",
+                                   "--stages", "synth,prepare", "--quiet"])
+    assert res.exit_code == 0, res.output
+    header = json.loads((out / "store" / "header.json").read_text())
+    header["fs"] = 250
+    (out / "store" / "header.json").write_text(json.dumps(header))
+    res = CliRunner().invoke(app, ["run", "--out", str(out), "--stages", "validate-", "--quiet"])
+    assert res.exit_code == 2
+    assert "validation failed" in res.output and "--no-gate" in res.output
+    assert not (out / "captions.parquet").exists()
