@@ -15,8 +15,12 @@ if TYPE_CHECKING:
 
 __all__ = ["Benchmark", "EvaluationResult", "evaluate", "load_benchmark"]
 
-_WHERE = {"Benchmark": "esi.evaluation.benchmarks", "load_benchmark": "esi.evaluation.benchmarks",
-          "EvaluationResult": "esi.evaluation.run", "evaluate": "esi.evaluation.run"}
+_WHERE = {
+    "Benchmark": "esi.evaluation.benchmarks",
+    "load_benchmark": "esi.evaluation.benchmarks",
+    "EvaluationResult": "esi.evaluation.run",
+    "evaluate": "esi.evaluation.run",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -36,35 +36,81 @@ PTBXL_TASKS = ("all", "diagnostic", "subdiagnostic", "superdiagnostic", "form", 
 BENCHMARKS = ("ptbxl", "synthetic", "icbeb", "custom")
 TRAIN_FOLDS, VAL_FOLDS, TEST_FOLDS = tuple(range(1, 9)), (9,), (10,)
 
-SUPERCLASS_NAMES = {"NORM": "normal ECG", "MI": "myocardial infarction", "STTC": "ST/T change",
-                    "CD": "conduction disturbance", "HYP": "hypertrophy"}
+SUPERCLASS_NAMES = {
+    "NORM": "normal ECG",
+    "MI": "myocardial infarction",
+    "STTC": "ST/T change",
+    "CD": "conduction disturbance",
+    "HYP": "hypertrophy",
+}
 SUBCLASS_NAMES = {
-    "NORM": "normal ECG", "STTC": "ST/T change", "NST_": "non-specific ST changes", "ISC_": "non-specific ischemia",
-    "ISCA": "ischemia in anterior leads", "ISCI": "ischemia in inferior leads", "AMI": "anterior myocardial infarction",
-    "IMI": "inferior myocardial infarction", "LMI": "lateral myocardial infarction",
-    "PMI": "posterior myocardial infarction", "LVH": "left ventricular hypertrophy",
-    "RVH": "right ventricular hypertrophy", "LAO/LAE": "left atrial overload or enlargement",
-    "RAO/RAE": "right atrial overload or enlargement", "SEHYP": "septal hypertrophy",
-    "LAFB/LPFB": "left anterior or posterior fascicular block", "IRBBB": "incomplete right bundle branch block",
-    "ILBBB": "incomplete left bundle branch block", "CRBBB": "complete right bundle branch block",
-    "CLBBB": "complete left bundle branch block", "_AVB": "atrioventricular block",
-    "IVCD": "intraventricular conduction disturbance", "WPW": "Wolff-Parkinson-White syndrome",
+    "NORM": "normal ECG",
+    "STTC": "ST/T change",
+    "NST_": "non-specific ST changes",
+    "ISC_": "non-specific ischemia",
+    "ISCA": "ischemia in anterior leads",
+    "ISCI": "ischemia in inferior leads",
+    "AMI": "anterior myocardial infarction",
+    "IMI": "inferior myocardial infarction",
+    "LMI": "lateral myocardial infarction",
+    "PMI": "posterior myocardial infarction",
+    "LVH": "left ventricular hypertrophy",
+    "RVH": "right ventricular hypertrophy",
+    "LAO/LAE": "left atrial overload or enlargement",
+    "RAO/RAE": "right atrial overload or enlargement",
+    "SEHYP": "septal hypertrophy",
+    "LAFB/LPFB": "left anterior or posterior fascicular block",
+    "IRBBB": "incomplete right bundle branch block",
+    "ILBBB": "incomplete left bundle branch block",
+    "CRBBB": "complete right bundle branch block",
+    "CLBBB": "complete left bundle branch block",
+    "_AVB": "atrioventricular block",
+    "IVCD": "intraventricular conduction disturbance",
+    "WPW": "Wolff-Parkinson-White syndrome",
 }
 
 # ICBEB / CPSC 2018: the 9 classes, their names in REFERENCE.csv (label_system 'icbeb') and their SNOMED CT
 # codes in the Challenge 2020 form of the same records (label_system 'snomed'; the Challenge scores the
 # SNOMED pairs on one line as the same class).
 ICBEB_CLASSES = ("NORM", "AFIB", "1AVB", "CLBBB", "CRBBB", "PAC", "VPC", "STD", "STE")
-ICBEB_NAMES = {"NORM": "normal ECG", "AFIB": "atrial fibrillation", "1AVB": "first degree AV block",
-               "CLBBB": "complete left bundle branch block", "CRBBB": "complete right bundle branch block",
-               "PAC": "premature atrial contraction", "VPC": "premature ventricular contraction",
-               "STD": "ST depression", "STE": "ST elevation"}
-_ICBEB_FROM_REFERENCE = {"Normal": "NORM", "AF": "AFIB", "I-AVB": "1AVB", "LBBB": "CLBBB", "RBBB": "CRBBB",
-                         "PAC": "PAC", "PVC": "VPC", "STD": "STD", "STE": "STE"}
-_ICBEB_FROM_SNOMED = {"426783006": "NORM", "164889003": "AFIB", "270492004": "1AVB", "164909002": "CLBBB",
-                      "733534002": "CLBBB", "59118001": "CRBBB", "713427006": "CRBBB", "284470004": "PAC",
-                      "63593006": "PAC", "164884008": "VPC", "427172004": "VPC", "17338001": "VPC",
-                      "429622005": "STD", "164931005": "STE"}
+ICBEB_NAMES = {
+    "NORM": "normal ECG",
+    "AFIB": "atrial fibrillation",
+    "1AVB": "first degree AV block",
+    "CLBBB": "complete left bundle branch block",
+    "CRBBB": "complete right bundle branch block",
+    "PAC": "premature atrial contraction",
+    "VPC": "premature ventricular contraction",
+    "STD": "ST depression",
+    "STE": "ST elevation",
+}
+_ICBEB_FROM_REFERENCE = {
+    "Normal": "NORM",
+    "AF": "AFIB",
+    "I-AVB": "1AVB",
+    "LBBB": "CLBBB",
+    "RBBB": "CRBBB",
+    "PAC": "PAC",
+    "PVC": "VPC",
+    "STD": "STD",
+    "STE": "STE",
+}
+_ICBEB_FROM_SNOMED = {
+    "426783006": "NORM",
+    "164889003": "AFIB",
+    "270492004": "1AVB",
+    "164909002": "CLBBB",
+    "733534002": "CLBBB",
+    "59118001": "CRBBB",
+    "713427006": "CRBBB",
+    "284470004": "PAC",
+    "63593006": "PAC",
+    "164884008": "VPC",
+    "427172004": "VPC",
+    "17338001": "VPC",
+    "429622005": "STD",
+    "164931005": "STE",
+}
 
 
 @dataclass
@@ -107,13 +153,20 @@ class Benchmark:
 
     def summary(self) -> dict:
         counts = {s: int(self.mask(s).sum()) for s in ("train", "val", "test")}
-        return {"benchmark": self.name, "task": self.task, "n_classes": len(self.class_names),
-                "classes": self.class_names, "records": counts, "dropped_classes": self.dropped_classes,
-                "folds_assigned": self.folds_assigned, "label_system": self.label_system,
-                "positives": {c: int(v) for c, v in zip(self.class_names, self.y.sum(0), strict=True)}}
+        return {
+            "benchmark": self.name,
+            "task": self.task,
+            "n_classes": len(self.class_names),
+            "classes": self.class_names,
+            "records": counts,
+            "dropped_classes": self.dropped_classes,
+            "folds_assigned": self.folds_assigned,
+            "label_system": self.label_system,
+            "positives": {c: int(v) for c, v in zip(self.class_names, self.y.sum(0), strict=True)},
+        }
 
 
-# --- PTB-XL label tasks ---------------------------------------------------------------------------------------
+# --- PTB-XL label tasks --------------------------------------------------------------------------------
 @lru_cache(maxsize=4)
 def load_statements(path: str | None = None) -> pd.DataFrame:
     """scp_statements.csv indexed by statement code (the package's copy unless ``path`` is given)."""
@@ -163,9 +216,14 @@ def _ptbxl_texts(task: str, mapping: dict[str, list[str]], st: pd.DataFrame) -> 
 
 
 # --- folds by iterative stratification ----------------------------------------------------------------------
-def iterative_stratification(y: np.ndarray, n_folds: int = 10, *, seed: int = 0,
-                             groups: Sequence | None = None,
-                             proportions: Sequence[float] | None = None) -> np.ndarray:
+def iterative_stratification(
+    y: np.ndarray,
+    n_folds: int = 10,
+    *,
+    seed: int = 0,
+    groups: Sequence | None = None,
+    proportions: Sequence[float] | None = None,
+) -> np.ndarray:
     """Assign each row of a multi-label matrix to a fold (0-based) by iterative stratification.
 
     Sechidis et al. (2011): the rarest label is distributed first, each of its records going to the fold
@@ -234,8 +292,13 @@ def _records(store: EcgStore) -> pd.DataFrame:
 def _subjects(rec: pd.DataFrame) -> np.ndarray:
     subj = rec["subject_id"].astype(object).to_numpy()
     # A record without a subject id is its own subject (it cannot leak across folds with anyone).
-    return np.array([str(s) if s is not None and str(s) not in ("", "nan", "None") else f"record:{r}"
-                     for s, r in zip(subj, rec["record_id"], strict=True)], dtype=object)
+    return np.array(
+        [
+            str(s) if s is not None and str(s) not in ("", "nan", "None") else f"record:{r}"
+            for s, r in zip(subj, rec["record_id"], strict=True)
+        ],
+        dtype=object,
+    )
 
 
 def _folds(rec: pd.DataFrame, y: np.ndarray, subjects: np.ndarray, seed: int) -> tuple[np.ndarray, bool]:
@@ -248,30 +311,57 @@ def _folds(rec: pd.DataFrame, y: np.ndarray, subjects: np.ndarray, seed: int) ->
     return assigned, True
 
 
-def _finish(name: str, task: str, store: EcgStore, rec: pd.DataFrame, y: np.ndarray, classes: list[str],
-            texts: dict[str, list[str]], members: dict[str, list[str]], system: str, seed: int,
-            min_positives: int) -> Benchmark:
+def _finish(
+    name: str,
+    task: str,
+    store: EcgStore,
+    rec: pd.DataFrame,
+    y: np.ndarray,
+    classes: list[str],
+    texts: dict[str, list[str]],
+    members: dict[str, list[str]],
+    system: str,
+    seed: int,
+    min_positives: int,
+) -> Benchmark:
     keep_rows = y.any(1)  # records without a label for the task are dropped for that task
     rec, y = rec[keep_rows].reset_index(drop=True), y[keep_rows]
     if not len(rec):
-        raise EvaluationError(f"{name}/{task}: no record of store {store.path} has a label of this task; "
-                              "check --benchmark/--task against the store's label system")
+        raise EvaluationError(
+            f"{name}/{task}: no record of store {store.path} has a label of this task; "
+            "check --benchmark/--task against the store's label system"
+        )
     present = y.sum(0) >= max(min_positives, 1)
     dropped = [c for c, p in zip(classes, present, strict=True) if not p]
     if dropped:
-        log.info("%s/%s: %d class(es) without enough positives dropped: %s", name, task, len(dropped),
-                 ", ".join(dropped[:10]))
+        log.info(
+            "%s/%s: %d class(es) without enough positives dropped: %s",
+            name,
+            task,
+            len(dropped),
+            ", ".join(dropped[:10]),
+        )
     classes = [c for c, p in zip(classes, present, strict=True) if p]
     y = y[:, present]
     keep_rows = y.any(1)
     rec, y = rec[keep_rows].reset_index(drop=True), y[keep_rows]
     subjects = _subjects(rec)
     folds, assigned = _folds(rec, y, subjects, seed)
-    return Benchmark(name=name, task=task, store_path=str(store.path), class_names=classes,
-                     indices=rec["index"].to_numpy(np.int64), y=y.astype(np.int8), folds=folds,
-                     subjects=subjects, class_texts={c: texts.get(c, [c]) for c in classes},
-                     class_members={c: members.get(c, [c]) for c in classes}, label_system=system,
-                     dropped_classes=dropped, folds_assigned=assigned)
+    return Benchmark(
+        name=name,
+        task=task,
+        store_path=str(store.path),
+        class_names=classes,
+        indices=rec["index"].to_numpy(np.int64),
+        y=y.astype(np.int8),
+        folds=folds,
+        subjects=subjects,
+        class_texts={c: texts.get(c, [c]) for c in classes},
+        class_members={c: members.get(c, [c]) for c in classes},
+        label_system=system,
+        dropped_classes=dropped,
+        folds_assigned=assigned,
+    )
 
 
 def _multi_hot(label_sets: list[set[str]], classes: list[str]) -> np.ndarray:
@@ -284,8 +374,14 @@ def _multi_hot(label_sets: list[set[str]], classes: list[str]) -> np.ndarray:
     return y
 
 
-def ptbxl_benchmark(store: EcgStore, task: str = "superdiagnostic", *, name: str = "ptbxl", seed: int = 0,
-                    min_positives: int = 1) -> Benchmark:
+def ptbxl_benchmark(
+    store: EcgStore,
+    task: str = "superdiagnostic",
+    *,
+    name: str = "ptbxl",
+    seed: int = 0,
+    min_positives: int = 1,
+) -> Benchmark:
     """The PTB-XL benchmark (or the synthetic dataset, written in the same layout) on a store."""
     st = load_statements()
     mapping = ptbxl_task_map(task, st)
@@ -296,15 +392,28 @@ def ptbxl_benchmark(store: EcgStore, task: str = "superdiagnostic", *, name: str
     rec = _records(store)
     rec = rec[rec["label_system"] == "scp"].reset_index(drop=True)
     if not len(rec):
-        raise EvaluationError(f"store {store.path} holds no records with SCP labels (label_system 'scp'); "
-                              "use --benchmark icbeb or custom for this store")
+        raise EvaluationError(
+            f"store {store.path} holds no records with SCP labels (label_system 'scp'); "
+            "use --benchmark icbeb or custom for this store"
+        )
     sets = []
     for text in rec["labels"]:
         codes = json.loads(text) if text else {}
         sets.append({cls for code in codes for cls in code_to_classes.get(code, ())})
     classes = list(mapping)
-    return _finish(name, task, store, rec, _multi_hot(sets, classes), classes, _ptbxl_texts(task, mapping, st),
-                   mapping, "scp", seed, min_positives)
+    return _finish(
+        name,
+        task,
+        store,
+        rec,
+        _multi_hot(sets, classes),
+        classes,
+        _ptbxl_texts(task, mapping, st),
+        mapping,
+        "scp",
+        seed,
+        min_positives,
+    )
 
 
 def icbeb_labels(label_system: str, labels: dict[str, float]) -> set[str]:
@@ -313,27 +422,54 @@ def icbeb_labels(label_system: str, labels: dict[str, float]) -> set[str]:
     return {table[k] for k, v in labels.items() if k in table and v > 0}
 
 
-def icbeb_benchmark(store: EcgStore, task: str = "all", *, seed: int = 0, min_positives: int = 1) -> Benchmark:
+def icbeb_benchmark(
+    store: EcgStore, task: str = "all", *, seed: int = 0, min_positives: int = 1
+) -> Benchmark:
     """ICBEB / CPSC 2018: 9 classes; 10 stratified folds when the store has none."""
     if task not in ("all", "icbeb"):
         raise EvaluationError(f"ICBEB has a single task ('all', the 9 classes), not {task!r}")
     rec = _records(store)
     rec = rec[rec["label_system"].isin(["icbeb", "snomed"])].reset_index(drop=True)
     if not len(rec):
-        raise EvaluationError(f"store {store.path} has no ICBEB (REFERENCE.csv) or Challenge SNOMED labels; "
-                              "prepare it with --source icbeb or --source challenge")
-    sets = [icbeb_labels(s, json.loads(t) if t else {}) for s, t in zip(rec["label_system"], rec["labels"],
-                                                                         strict=True)]
+        raise EvaluationError(
+            f"store {store.path} has no ICBEB (REFERENCE.csv) or Challenge SNOMED labels; "
+            "prepare it with --source icbeb or --source challenge"
+        )
+    sets = [
+        icbeb_labels(s, json.loads(t) if t else {})
+        for s, t in zip(rec["label_system"], rec["labels"], strict=True)
+    ]
     classes = list(ICBEB_CLASSES)
     texts = {c: [ICBEB_NAMES[c]] for c in classes}
-    members = {"NORM": ["NORM"], "AFIB": ["AFIB"], "1AVB": ["1AVB"], "CLBBB": ["CLBBB"], "CRBBB": ["CRBBB"],
-               "PAC": ["PAC"], "VPC": ["PVC"], "STD": ["STD_"], "STE": ["STE_"]}
-    return _finish("icbeb", "all", store, rec, _multi_hot(sets, classes), classes, texts, members, "scp",
-                   seed, min_positives)
+    members = {
+        "NORM": ["NORM"],
+        "AFIB": ["AFIB"],
+        "1AVB": ["1AVB"],
+        "CLBBB": ["CLBBB"],
+        "CRBBB": ["CRBBB"],
+        "PAC": ["PAC"],
+        "VPC": ["PVC"],
+        "STD": ["STD_"],
+        "STE": ["STE_"],
+    }
+    return _finish(
+        "icbeb",
+        "all",
+        store,
+        rec,
+        _multi_hot(sets, classes),
+        classes,
+        texts,
+        members,
+        "scp",
+        seed,
+        min_positives,
+    )
 
 
-def custom_benchmark(store: EcgStore, task: str = "all", *, seed: int = 0, min_certainty: float = 0.5,
-                     min_positives: int = 5) -> Benchmark:
+def custom_benchmark(
+    store: EcgStore, task: str = "all", *, seed: int = 0, min_certainty: float = 0.5, min_positives: int = 5
+) -> Benchmark:
     """Any store with harmonised conditions: one class per condition id with >= ``min_positives`` records."""
     rec = _records(store)
     sets = []
@@ -342,8 +478,10 @@ def custom_benchmark(store: EcgStore, task: str = "all", *, seed: int = 0, min_c
         sets.append({str(k) for k, v in cond.items() if v is not None and float(v) >= min_certainty})
     classes = sorted(set().union(*sets)) if sets else []
     if not classes:
-        raise EvaluationError(f"store {store.path} has no harmonised conditions (column 'conditions'); "
-                              "prepare it from a labelled source")
+        raise EvaluationError(
+            f"store {store.path} has no harmonised conditions (column 'conditions'); "
+            "prepare it from a labelled source"
+        )
     texts: dict[str, list[str]] = {}
     try:
         from esi.cqa.vocabulary import load_vocabulary
@@ -354,12 +492,29 @@ def custom_benchmark(store: EcgStore, task: str = "all", *, seed: int = 0, min_c
             texts[c] = [cond.name, *cond.synonyms[:2]] if cond else [c]
     except ImportError:
         texts = {c: [c] for c in classes}
-    return _finish("custom", task, store, rec, _multi_hot(sets, classes), classes, texts,
-                   {c: [c] for c in classes}, "conditions", seed, min_positives)
+    return _finish(
+        "custom",
+        task,
+        store,
+        rec,
+        _multi_hot(sets, classes),
+        classes,
+        texts,
+        {c: [c] for c in classes},
+        "conditions",
+        seed,
+        min_positives,
+    )
 
 
-def load_benchmark(name: str, store: EcgStore | str | Path, task: str | None = None, *, seed: int = 0,
-                   min_positives: int | None = None) -> Benchmark:
+def load_benchmark(
+    name: str,
+    store: EcgStore | str | Path,
+    task: str | None = None,
+    *,
+    seed: int = 0,
+    min_positives: int | None = None,
+) -> Benchmark:
     """Build benchmark ``name`` (ptbxl, synthetic, icbeb, custom) for ``task`` on a store."""
     from esi.data.store import EcgStore
 

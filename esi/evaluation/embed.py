@@ -45,7 +45,9 @@ class Segment:
     fit: str = "crop"
 
     def key(self) -> str:
-        return f"{self.start_s:g}:{self.length_s if self.length_s is None else f'{self.length_s:g}'}:{self.fit}"
+        return (
+            f"{self.start_s:g}:{self.length_s if self.length_s is None else f'{self.length_s:g}'}:{self.fit}"
+        )
 
     def apply(self, x: np.ndarray, fs: int) -> np.ndarray:
         """Crop (and pad) a batch (B, 12, T)."""
@@ -54,9 +56,10 @@ class Segment:
         start = int(round(self.start_s * fs))
         length = x.shape[-1] - start if self.length_s is None else int(round(self.length_s * fs))
         if start < 0 or start + length > x.shape[-1]:
-            raise EvaluationError(f"segment {self.start_s:g}+{self.length_s} s does not fit a "
-                                  f"{x.shape[-1] / fs:g} s window")
-        out = x[..., start:start + length]
+            raise EvaluationError(
+                f"segment {self.start_s:g}+{self.length_s} s does not fit a {x.shape[-1] / fs:g} s window"
+            )
+        out = x[..., start : start + length]
         if self.fit == "pad":
             out = np.concatenate([out, np.zeros(x.shape[:-1] + (x.shape[-1] - length,), x.dtype)], axis=-1)
         return out
@@ -121,9 +124,17 @@ def _device(model: Any) -> torch.device:
         return torch.device("cpu")
 
 
-def compute(model: Any, store: EcgStore, indices: Sequence[int], *, kind: str = "embedding",
-            segment: Segment = FULL, batch_size: int = 64, progress: bool = True,
-            desc: str | None = None) -> tuple[np.ndarray, float]:
+def compute(
+    model: Any,
+    store: EcgStore,
+    indices: Sequence[int],
+    *,
+    kind: str = "embedding",
+    segment: Segment = FULL,
+    batch_size: int = 64,
+    progress: bool = True,
+    desc: str | None = None,
+) -> tuple[np.ndarray, float]:
     """Encode store rows; returns (array (n, D) float32, embeddings per second). No caching."""
     import torch
     from tqdm.auto import tqdm
@@ -137,8 +148,14 @@ def compute(model: Any, store: EcgStore, indices: Sequence[int], *, kind: str = 
     model.eval()
     out: list[np.ndarray] = []
     t0 = time.perf_counter()
-    bar = tqdm(total=len(idx), desc=desc or f"encode {kind}", unit="ecg", disable=not progress,
-               dynamic_ncols=True, leave=False)
+    bar = tqdm(
+        total=len(idx),
+        desc=desc or f"encode {kind}",
+        unit="ecg",
+        disable=not progress,
+        dynamic_ncols=True,
+        leave=False,
+    )
     try:
         with torch.no_grad():
             for _, sig in store.iter_batches(batch_size, idx):
@@ -153,8 +170,14 @@ def compute(model: Any, store: EcgStore, indices: Sequence[int], *, kind: str = 
     elapsed = max(time.perf_counter() - t0, 1e-9)
     rate = len(idx) / elapsed
     if len(idx):
-        log.info("encoded %d records (%s, segment %s) in %.1f s: %.1f embeddings/s", len(idx), kind,
-                 segment.key(), elapsed, rate)
+        log.info(
+            "encoded %d records (%s, segment %s) in %.1f s: %.1f embeddings/s",
+            len(idx),
+            kind,
+            segment.key(),
+            elapsed,
+            rate,
+        )
     arr = np.concatenate(out) if out else np.zeros((0, 0), np.float32)
     if not np.isfinite(arr).all():
         raise EvaluationError(f"the model produced non-finite {kind} values; check the checkpoint and inputs")
@@ -169,9 +192,18 @@ class EmbeddingCache:
         self.enabled = enabled
         self.stats: dict[str, float] = {"computed": 0, "cached": 0, "seconds": 0.0}
 
-    def get(self, model: Any, store: EcgStore, indices: Sequence[int], *, kind: str = "embedding",
-            segment: Segment = FULL, batch_size: int = 64, progress: bool = True,
-            desc: str | None = None) -> np.ndarray:
+    def get(
+        self,
+        model: Any,
+        store: EcgStore,
+        indices: Sequence[int],
+        *,
+        kind: str = "embedding",
+        segment: Segment = FULL,
+        batch_size: int = 64,
+        progress: bool = True,
+        desc: str | None = None,
+    ) -> np.ndarray:
         """Cached embeddings of ``indices`` (computed and stored on a miss)."""
         from esi.data.store import atomic_write_bytes
 
@@ -187,8 +219,9 @@ class EmbeddingCache:
             except Exception as exc:  # a damaged cache file is recomputed, never trusted
                 log.warning("ignoring unreadable embedding cache %s (%s)", path, exc)
         t0 = time.perf_counter()
-        values, _ = compute(model, store, idx, kind=kind, segment=segment, batch_size=batch_size,
-                            progress=progress, desc=desc)
+        values, _ = compute(
+            model, store, idx, kind=kind, segment=segment, batch_size=batch_size, progress=progress, desc=desc
+        )
         self.stats["seconds"] += time.perf_counter() - t0
         self.stats["computed"] += len(idx)
         if self.enabled:

@@ -63,9 +63,19 @@ def _predict(net: Any, store: Any, indices: np.ndarray, batch_size: int, device:
     return np.concatenate(out)
 
 
-def finetune(model: Any, store: Any, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
-             test: tuple[np.ndarray, np.ndarray], class_names: list[str], *, config: FinetuneConfig | None = None,
-             n_bootstrap: int = 1000, progress: bool = True, label: str = "fine-tune") -> dict:
+def finetune(
+    model: Any,
+    store: Any,
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    class_names: list[str],
+    *,
+    config: FinetuneConfig | None = None,
+    n_bootstrap: int = 1000,
+    progress: bool = True,
+    label: str = "fine-tune",
+) -> dict:
     """Train encoder + head on (store indices, Y) of train, select the epoch on val, score test once."""
     import torch
     from tqdm.auto import tqdm
@@ -90,9 +100,13 @@ def finetune(model: Any, store: Any, train: tuple[np.ndarray, np.ndarray], val: 
         width = int(work.ecg_features(torch.from_numpy(store.signals(tr_idx[:1])).to(device)).shape[-1])
     net = _classifier(work, width, len(class_names)).to(device)
     # Only parameters on the ECG path receive gradients; AdamW skips the rest (the text tower).
-    opt = torch.optim.AdamW([{"params": list(work.parameters()), "lr": cfg.lr_encoder},
-                             {"params": list(net.head.parameters()), "lr": cfg.lr_head}],
-                            weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(
+        [
+            {"params": list(work.parameters()), "lr": cfg.lr_encoder},
+            {"params": list(net.head.parameters()), "lr": cfg.lr_head},
+        ],
+        weight_decay=cfg.weight_decay,
+    )
     loss_fn = torch.nn.BCEWithLogitsLoss()
     best_auc, best_state, best_epoch, bad, history = -1.0, None, -1, 0, []
     t0 = time.perf_counter()
@@ -104,16 +118,23 @@ def finetune(model: Any, store: Any, train: tuple[np.ndarray, np.ndarray], val: 
         if cfg.max_steps_per_epoch:
             n_batches = min(n_batches, cfg.max_steps_per_epoch)
         losses = []
-        for b in tqdm(range(n_batches), desc=f"{label} epoch {epoch + 1}", unit="batch", disable=not progress,
-                      leave=False):
-            pos = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+        for b in tqdm(
+            range(n_batches),
+            desc=f"{label} epoch {epoch + 1}",
+            unit="batch",
+            disable=not progress,
+            leave=False,
+        ):
+            pos = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             # Read in store order (memory-mapped shards), keep labels aligned.
             srt = np.argsort(tr_idx[pos])
             x = torch.from_numpy(store.signals(tr_idx[pos][srt])).to(device)
             target = torch.from_numpy(y_tr[pos][srt].astype(np.float32)).to(device)
             loss = loss_fn(net(x), target)
             if not torch.isfinite(loss):
-                raise EvaluationError(f"{label}: non-finite loss at epoch {epoch + 1}; lower the learning rate")
+                raise EvaluationError(
+                    f"{label}: non-finite loss at epoch {epoch + 1}; lower the learning rate"
+                )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -140,6 +161,14 @@ def finetune(model: Any, store: Any, train: tuple[np.ndarray, np.ndarray], val: 
     auc = macro_auc(y_te, s_test, class_names, n_bootstrap=n_bootstrap, seed=cfg.seed)
     thresholds = best_f1_thresholds(y_va, s_val)
     elapsed = time.perf_counter() - t0
-    return {**auc.to_dict(), "f1_macro": f1_macro(y_te, s_test, thresholds), "best_epoch": best_epoch,
-            "best_val_macro_auc": best_auc, "history": history, "n_train": int(len(tr_idx)),
-            "train_records_per_s": seen / max(elapsed, 1e-9), "seconds": elapsed, "_scores_test": s_test}
+    return {
+        **auc.to_dict(),
+        "f1_macro": f1_macro(y_te, s_test, thresholds),
+        "best_epoch": best_epoch,
+        "best_val_macro_auc": best_auc,
+        "history": history,
+        "n_train": int(len(tr_idx)),
+        "train_records_per_s": seen / max(elapsed, 1e-9),
+        "seconds": elapsed,
+        "_scores_test": s_test,
+    }

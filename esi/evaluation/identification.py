@@ -37,8 +37,16 @@ class Pairs:
     skipped: int = 0
 
 
-def make_pairs(indices: np.ndarray, subjects: np.ndarray, record_ids: np.ndarray, real_seconds: np.ndarray,
-               segment_s: float, *, mode: str = "auto", min_subjects: int = 10) -> Pairs:
+def make_pairs(
+    indices: np.ndarray,
+    subjects: np.ndarray,
+    record_ids: np.ndarray,
+    real_seconds: np.ndarray,
+    segment_s: float,
+    *,
+    mode: str = "auto",
+    min_subjects: int = 10,
+) -> Pairs:
     """Choose gallery/probe pairs from the test records (store ``indices`` with their subject ids)."""
     indices = np.asarray(indices)
     subjects = np.asarray(subjects).astype(str)
@@ -55,26 +63,40 @@ def make_pairs(indices: np.ndarray, subjects: np.ndarray, record_ids: np.ndarray
         p = np.array([multi[s][1] for s in subj], dtype=np.int64)
         ok = (real_seconds[g] >= segment_s - 1e-6) & (real_seconds[p] >= segment_s - 1e-6)
         g, p = g[ok], p[ok]
-        return Pairs(subjects=np.array(subj, dtype=object)[ok], gallery_idx=indices[g],
-                     gallery_start=np.zeros(len(g)), probe_idx=indices[p], probe_start=np.zeros(len(p)),
-                     mode="records", skipped=int((~ok).sum()))
+        return Pairs(
+            subjects=np.array(subj, dtype=object)[ok],
+            gallery_idx=indices[g],
+            gallery_start=np.zeros(len(g)),
+            probe_idx=indices[p],
+            probe_start=np.zeros(len(p)),
+            mode="records",
+            skipped=int((~ok).sum()),
+        )
     if mode != "segments":
         raise EvaluationError(f"unknown identification pairing {mode!r}; use auto, records or segments")
     ok = real_seconds >= 2 * segment_s - 1e-6
     pos = np.flatnonzero(ok)
     # Each record is its own identity here: label it by record id, so two records of a subject stay apart.
     ids = np.asarray(record_ids).astype(str)[pos]
-    return Pairs(subjects=ids.astype(object), gallery_idx=indices[pos], gallery_start=np.zeros(len(pos)),
-                 probe_idx=indices[pos], probe_start=np.full(len(pos), segment_s), mode="segments",
-                 skipped=int((~ok).sum()))
+    return Pairs(
+        subjects=ids.astype(object),
+        gallery_idx=indices[pos],
+        gallery_start=np.zeros(len(pos)),
+        probe_idx=indices[pos],
+        probe_start=np.full(len(pos), segment_s),
+        mode="segments",
+        skipped=int((~ok).sum()),
+    )
 
 
 def identification_metrics(gallery: np.ndarray, probes: np.ndarray) -> dict:
     """Top-1 accuracy and macro one-vs-rest AUC; row i of ``probes`` belongs to gallery entry i."""
     n = len(gallery)
     if n < 2 or len(probes) != n:
-        raise EvaluationError(f"identification needs at least 2 enrolled subjects and one probe each; got {n} "
-                              f"gallery and {len(probes)} probe entries (use a larger test split)")
+        raise EvaluationError(
+            f"identification needs at least 2 enrolled subjects and one probe each; got {n} "
+            f"gallery and {len(probes)} probe entries (use a larger test split)"
+        )
     g = gallery / np.maximum(np.linalg.norm(gallery, axis=1, keepdims=True), 1e-12)
     p = probes / np.maximum(np.linalg.norm(probes, axis=1, keepdims=True), 1e-12)
     sim = p @ g.T  # (probe, gallery)
@@ -87,13 +109,29 @@ def identification_metrics(gallery: np.ndarray, probes: np.ndarray) -> dict:
     ties = (sim == col_true).sum(0) - 1
     auc = (below + 0.5 * ties) / (n - 1)
     rank = (sim > true[:, None]).sum(1) + 1
-    return {"top1_accuracy": float(correct.mean()), "macro_auc": float(auc.mean()),
-            "mean_rank": float(rank.mean()), "n_subjects": int(n), "chance_accuracy": 1.0 / n}
+    return {
+        "top1_accuracy": float(correct.mean()),
+        "macro_auc": float(auc.mean()),
+        "mean_rank": float(rank.mean()),
+        "n_subjects": int(n),
+        "chance_accuracy": 1.0 / n,
+    }
 
 
-def identification(cache, model, store, indices: np.ndarray, subjects: np.ndarray, *, benchmark: str = "ptbxl",
-                   segment_s: float | None = None, mode: str = "auto", fit: str = "crop", batch_size: int = 64,
-                   progress: bool = True) -> dict:
+def identification(
+    cache,
+    model,
+    store,
+    indices: np.ndarray,
+    subjects: np.ndarray,
+    *,
+    benchmark: str = "ptbxl",
+    segment_s: float | None = None,
+    mode: str = "auto",
+    fit: str = "crop",
+    batch_size: int = 64,
+    progress: bool = True,
+) -> dict:
     """Run 1-shot identification on the test records of a benchmark (embeddings through ``cache``)."""
     from esi.evaluation.embed import Segment
 
@@ -101,20 +139,43 @@ def identification(cache, model, store, indices: np.ndarray, subjects: np.ndarra
     m = store.manifest
     rec_ids = m["record_id"].to_numpy()[indices]
     n_samples = store.n_samples
-    padded = m["padded_samples"].to_numpy()[indices] if "padded_samples" in m.columns else np.zeros(len(indices))
+    padded = (
+        m["padded_samples"].to_numpy()[indices] if "padded_samples" in m.columns else np.zeros(len(indices))
+    )
     real_s = (n_samples - np.asarray(padded, float)) / store.fs
     pairs = make_pairs(indices, subjects, rec_ids, real_s, seg, mode=mode)
     if len(pairs.gallery_idx) < 2:
-        raise EvaluationError(f"identification: only {len(pairs.gallery_idx)} subject(s) can be enrolled in the "
-                              f"test split ({pairs.mode} pairing, {seg:g} s segments); it needs at least 2")
+        raise EvaluationError(
+            f"identification: only {len(pairs.gallery_idx)} subject(s) can be enrolled in the "
+            f"test split ({pairs.mode} pairing, {seg:g} s segments); it needs at least 2"
+        )
     embs = {}
-    for name, idx, start in (("gallery", pairs.gallery_idx, pairs.gallery_start),
-                             ("probe", pairs.probe_idx, pairs.probe_start)):
+    for name, idx, start in (
+        ("gallery", pairs.gallery_idx, pairs.gallery_start),
+        ("probe", pairs.probe_idx, pairs.probe_start),
+    ):
         segment = Segment(start_s=float(start[0]), length_s=seg, fit=fit)
-        embs[name] = cache.get(model, store, idx, kind="embedding", segment=segment, batch_size=batch_size,
-                               progress=progress, desc=f"identification {name}")
+        embs[name] = cache.get(
+            model,
+            store,
+            idx,
+            kind="embedding",
+            segment=segment,
+            batch_size=batch_size,
+            progress=progress,
+            desc=f"identification {name}",
+        )
     result = identification_metrics(embs["gallery"], embs["probe"])
-    result.update({"pairing": pairs.mode, "segment_s": seg, "segment_fit": fit, "skipped_records": pairs.skipped})
-    log.info("identification (%s, %d subjects, %g s): top-1 %.3f (chance %.4f), AUC %.3f", pairs.mode,
-             result["n_subjects"], seg, result["top1_accuracy"], result["chance_accuracy"], result["macro_auc"])
+    result.update(
+        {"pairing": pairs.mode, "segment_s": seg, "segment_fit": fit, "skipped_records": pairs.skipped}
+    )
+    log.info(
+        "identification (%s, %d subjects, %g s): top-1 %.3f (chance %.4f), AUC %.3f",
+        pairs.mode,
+        result["n_subjects"],
+        seg,
+        result["top1_accuracy"],
+        result["chance_accuracy"],
+        result["macro_auc"],
+    )
     return result

@@ -26,7 +26,9 @@ FRACTIONS = (0.01, 0.1, 1.0)
 C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
 
 
-def fraction_subset(y: np.ndarray, fraction: float, *, seed: int = 0, groups: Sequence | None = None) -> np.ndarray:
+def fraction_subset(
+    y: np.ndarray, fraction: float, *, seed: int = 0, groups: Sequence | None = None
+) -> np.ndarray:
     """Sorted positions of a ``fraction`` of the rows, stratified over the labels (deterministic per seed)."""
     n = len(y)
     if not 0 < fraction <= 1:
@@ -60,8 +62,9 @@ class LinearProbe:
         return probs
 
 
-def fit_probe(x: np.ndarray, y: np.ndarray, *, C: float = 1.0, max_iter: int = 300,
-              seed: int = 0) -> LinearProbe:
+def fit_probe(
+    x: np.ndarray, y: np.ndarray, *, C: float = 1.0, max_iter: int = 300, seed: int = 0
+) -> LinearProbe:
     """Fit one logistic regression per class on standardised features."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
@@ -86,13 +89,23 @@ def fit_probe(x: np.ndarray, y: np.ndarray, *, C: float = 1.0, max_iter: int = 3
     return LinearProbe(mean=mean, scale=scale, coef=coef, intercept=intercept, constant=constant, C=C)
 
 
-def select_and_fit(x_tr: np.ndarray, y_tr: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, *,
-                   c_grid: Sequence[float] = C_GRID, seed: int = 0) -> tuple[LinearProbe, dict[float, float]]:
+def select_and_fit(
+    x_tr: np.ndarray,
+    y_tr: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    *,
+    c_grid: Sequence[float] = C_GRID,
+    seed: int = 0,
+) -> tuple[LinearProbe, dict[float, float]]:
     """Fit a probe for each C, keep the one with the best validation macro AUC (ties: the smaller C)."""
     val_auc: dict[float, float] = {}
     best: LinearProbe | None = None
+    from threadpoolctl import threadpool_limits
+
     for C in c_grid:
-        probe = fit_probe(x_tr, y_tr, C=C, seed=seed)
+        with threadpool_limits(1):  # many tiny fits: BLAS threads only add contention
+            probe = fit_probe(x_tr, y_tr, C=C, seed=seed)
         try:
             auc = macro_auc(y_val, probe.decision(x_val)).macro
         except EvaluationError:
@@ -104,33 +117,63 @@ def select_and_fit(x_tr: np.ndarray, y_tr: np.ndarray, x_val: np.ndarray, y_val:
     return best, val_auc
 
 
-def linear_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
-                 x_test: np.ndarray, y_test: np.ndarray, class_names: list[str], *,
-                 fractions: Sequence[float] = FRACTIONS, seeds: Sequence[int] = (0, 1, 2),
-                 c_grid: Sequence[float] = C_GRID, n_bootstrap: int = 1000,
-                 groups: Sequence | None = None) -> dict:
+def linear_probe(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    class_names: list[str],
+    *,
+    fractions: Sequence[float] = FRACTIONS,
+    seeds: Sequence[int] = (0, 1, 2),
+    c_grid: Sequence[float] = C_GRID,
+    n_bootstrap: int = 1000,
+    groups: Sequence | None = None,
+) -> dict:
     """Linear-probe results per label fraction: test macro AUC (mean over seeds for fractions < 1), CI, F1."""
     out: dict = {"fractions": {}}
     for frac in fractions:
         runs = []
-        for seed in (seeds if frac < 1 else seeds[:1]):
+        for seed in seeds if frac < 1 else seeds[:1]:
             sub = fraction_subset(y_train, frac, seed=seed, groups=groups)
-            probe, val_auc = select_and_fit(x_train[sub], y_train[sub], x_val, y_val, c_grid=c_grid, seed=seed)
+            probe, val_auc = select_and_fit(
+                x_train[sub], y_train[sub], x_val, y_val, c_grid=c_grid, seed=seed
+            )
             s_val, s_test = probe.decision(x_val), probe.decision(x_test)
             auc = macro_auc(y_test, s_test, class_names, n_bootstrap=n_bootstrap, seed=seed)
             thresholds = best_f1_thresholds(y_val, s_val)
-            runs.append({"seed": seed, "n_train": int(len(sub)), "C": probe.C, "val_auc_by_C": val_auc,
-                         "unfitted_classes": [class_names[c] for c in sorted(probe.constant)],
-                         "f1_macro": f1_macro(y_test, s_test, thresholds), **auc.to_dict(),
-                         "_scores_test": s_test})
-            log.info("linear probe %g%% seed %d: n=%d C=%g test macro AUC %.3f", frac * 100, seed, len(sub),
-                     probe.C, auc.macro)
+            runs.append(
+                {
+                    "seed": seed,
+                    "n_train": int(len(sub)),
+                    "C": probe.C,
+                    "val_auc_by_C": val_auc,
+                    "unfitted_classes": [class_names[c] for c in sorted(probe.constant)],
+                    "f1_macro": f1_macro(y_test, s_test, thresholds),
+                    **auc.to_dict(),
+                    "_scores_test": s_test,
+                }
+            )
+            log.info(
+                "linear probe %g%% seed %d: n=%d C=%g test macro AUC %.3f",
+                frac * 100,
+                seed,
+                len(sub),
+                probe.C,
+                auc.macro,
+            )
         aucs = np.array([r["macro_auc"] for r in runs])
         key = f"{frac:g}"
         out["fractions"][key] = {
-            "fraction": frac, "macro_auc": float(aucs.mean()), "macro_auc_std": float(aucs.std()),
-            "ci95": runs[0]["ci95"], "f1_macro": float(np.mean([r["f1_macro"] for r in runs])),
-            "per_class_auc": runs[0]["per_class_auc"], "skipped_classes": runs[0]["skipped_classes"],
+            "fraction": frac,
+            "macro_auc": float(aucs.mean()),
+            "macro_auc_std": float(aucs.std()),
+            "ci95": runs[0]["ci95"],
+            "f1_macro": float(np.mean([r["f1_macro"] for r in runs])),
+            "per_class_auc": runs[0]["per_class_auc"],
+            "skipped_classes": runs[0]["skipped_classes"],
             "runs": runs,
         }
     return out

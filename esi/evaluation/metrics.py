@@ -23,8 +23,10 @@ def _check(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if scores.ndim == 1:
         scores = scores[:, None]
     if y.shape != scores.shape:
-        raise EvaluationError(f"labels have shape {y.shape} but scores {scores.shape}; pass one score column "
-                              "per class and one row per record")
+        raise EvaluationError(
+            f"labels have shape {y.shape} but scores {scores.shape}; pass one score column "
+            "per class and one row per record"
+        )
     if not np.isfinite(scores).all():
         raise EvaluationError("scores contain NaN or infinite values; check the model's outputs")
     return (y > 0.5).astype(np.int8), scores
@@ -55,8 +57,13 @@ class AucResult:
     n_bootstrap: int = 0
 
     def to_dict(self) -> dict:
-        return {"macro_auc": self.macro, "ci95": [self.ci_low, self.ci_high], "n_bootstrap": self.n_bootstrap,
-                "per_class_auc": self.per_class, "skipped_classes": self.skipped}
+        return {
+            "macro_auc": self.macro,
+            "ci95": [self.ci_low, self.ci_high],
+            "n_bootstrap": self.n_bootstrap,
+            "per_class_auc": self.per_class,
+            "skipped_classes": self.skipped,
+        }
 
 
 def per_class_auc(y: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -65,8 +72,14 @@ def per_class_auc(y: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return np.array([binary_auc(y[:, c], scores[:, c]) for c in range(y.shape[1])])
 
 
-def macro_auc(y: np.ndarray, scores: np.ndarray, class_names: Sequence[str] | None = None, *,
-              n_bootstrap: int = 0, seed: int = 0) -> AucResult:
+def macro_auc(
+    y: np.ndarray,
+    scores: np.ndarray,
+    class_names: Sequence[str] | None = None,
+    *,
+    n_bootstrap: int = 0,
+    seed: int = 0,
+) -> AucResult:
     """Macro AUC (mean over classes with positives and negatives), per-class AUC and a bootstrap 95% CI.
 
     The bootstrap resamples records with replacement (``n_bootstrap`` times, fixed ``seed``); in each
@@ -79,11 +92,15 @@ def macro_auc(y: np.ndarray, scores: np.ndarray, class_names: Sequence[str] | No
     aucs = per_class_auc(y, scores)
     valid = ~np.isnan(aucs)
     if not valid.any():
-        raise EvaluationError("no class has both positive and negative records in the evaluation set, so no "
-                              "AUC exists; use a larger test split or another task")
-    result = AucResult(macro=float(aucs[valid].mean()),
-                       per_class={n: float(a) for n, a, v in zip(names, aucs, valid, strict=True) if v},
-                       skipped=[n for n, v in zip(names, valid, strict=True) if not v])
+        raise EvaluationError(
+            "no class has both positive and negative records in the evaluation set, so no "
+            "AUC exists; use a larger test split or another task"
+        )
+    result = AucResult(
+        macro=float(aucs[valid].mean()),
+        per_class={n: float(a) for n, a, v in zip(names, aucs, valid, strict=True) if v},
+        skipped=[n for n, v in zip(names, valid, strict=True) if not v],
+    )
     if n_bootstrap > 0:
         rng = np.random.default_rng(seed)
         n = y.shape[0]
@@ -137,8 +154,9 @@ def f1_macro(y: np.ndarray, scores: np.ndarray, thresholds: np.ndarray | float) 
     return float(f1_score(y, pred, average="macro", zero_division=0))
 
 
-def mmd_rbf(x: np.ndarray, y: np.ndarray, *, bandwidth: float | None = None, max_points: int = 2000,
-            seed: int = 0) -> dict[str, float]:
+def mmd_rbf(
+    x: np.ndarray, y: np.ndarray, *, bandwidth: float | None = None, max_points: int = 2000, seed: int = 0
+) -> dict[str, float]:
     """Squared maximum mean discrepancy between two embedding sets with an RBF kernel.
 
     The bandwidth defaults to the median heuristic (median pairwise distance of the pooled set). The biased
@@ -148,7 +166,9 @@ def mmd_rbf(x: np.ndarray, y: np.ndarray, *, bandwidth: float | None = None, max
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1] or not len(x) or not len(y):
-        raise EvaluationError(f"MMD needs two non-empty (n, d) sets of the same width, got {x.shape} and {y.shape}")
+        raise EvaluationError(
+            f"MMD needs two non-empty (n, d) sets of the same width, got {x.shape} and {y.shape}"
+        )
     rng = np.random.default_rng(seed)
     if len(x) > max_points:
         x = x[rng.choice(len(x), max_points, replace=False)]

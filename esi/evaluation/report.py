@@ -36,19 +36,42 @@ def classification_rows(modes: dict) -> list[dict]:
     rows = []
     if "zero_shot" in modes:
         z = modes["zero_shot"]
-        rows.append({"method": MODE_TITLES["zero_shot"], "labels": "0%", "auc": z["macro_auc"],
-                     "ci": z["ci95"], "f1": z["f1_macro"], "std": None})
+        rows.append(
+            {
+                "method": MODE_TITLES["zero_shot"],
+                "labels": "0%",
+                "auc": z["macro_auc"],
+                "ci": z["ci95"],
+                "f1": z["f1_macro"],
+                "std": None,
+            }
+        )
     for key in ("linear_probe", "linear_probe_random_init"):
         if key in modes:
             for frac in modes[key]["fractions"].values():
-                rows.append({"method": MODE_TITLES[key], "labels": f"{frac['fraction'] * 100:g}%",
-                             "auc": frac["macro_auc"], "ci": frac["ci95"], "f1": frac["f1_macro"],
-                             "std": frac.get("macro_auc_std") if frac["fraction"] < 1 else None})
+                rows.append(
+                    {
+                        "method": MODE_TITLES[key],
+                        "labels": f"{frac['fraction'] * 100:g}%",
+                        "auc": frac["macro_auc"],
+                        "ci": frac["ci95"],
+                        "f1": frac["f1_macro"],
+                        "std": frac.get("macro_auc_std") if frac["fraction"] < 1 else None,
+                    }
+                )
     for key in ("finetune", "supervised_scratch"):
         if key in modes:
             m = modes[key]
-            rows.append({"method": MODE_TITLES[key], "labels": "100%", "auc": m["macro_auc"], "ci": m["ci95"],
-                         "f1": m["f1_macro"], "std": None})
+            rows.append(
+                {
+                    "method": MODE_TITLES[key],
+                    "labels": "100%",
+                    "auc": m["macro_auc"],
+                    "ci": m["ci95"],
+                    "f1": m["f1_macro"],
+                    "std": None,
+                }
+            )
     return rows
 
 
@@ -56,30 +79,45 @@ def markdown_table(metrics: dict) -> str:
     """The paper-style tables: classification (macro AUC by label fraction), identification, MMD."""
     b = metrics["benchmark"]
     modes = metrics["modes"]
-    lines = [f"## {b['benchmark']} / {b['task']} — {b['n_classes']} classes, test records {b['records']['test']}",
-             "", f"Model: `{metrics['model']['ref']}` (digest {metrics['model']['digest']})", ""]
+    lines = [
+        f"## {b['benchmark']} / {b['task']} — {b['n_classes']} classes, test records {b['records']['test']}",
+        "",
+        f"Model: `{metrics['model']['ref']}` (digest {metrics['model']['digest']})",
+        "",
+    ]
     rows = classification_rows(modes)
     if rows:
-        lines += ["| Method | Training labels | Macro AUC | 95% CI | F1-macro |", "| --- | --- | --- | --- | --- |"]
+        lines += [
+            "| Method | Training labels | Macro AUC | 95% CI | F1-macro |",
+            "| --- | --- | --- | --- | --- |",
+        ]
         for r in rows:
             auc = _fmt(r["auc"]) + (f" ± {r['std']:.3f}" if r["std"] else "")
             lines.append(f"| {r['method']} | {r['labels']} | {auc} | {_ci(r['ci'])} | {_fmt(r['f1'])} |")
         lines.append("")
     if "identification" in modes:
         i = modes["identification"]
-        lines += ["| Identification (1-shot) | Pairing | Segment | Subjects | Top-1 ACC | Chance | AUC |",
-                  "| --- | --- | --- | --- | --- | --- | --- |",
-                  f"| ESI | {i['pairing']} | {i['segment_s']:g} s | {i['n_subjects']} | "
-                  f"{_fmt(i['top1_accuracy'])} | {_fmt(i['chance_accuracy'], 4)} | {_fmt(i['macro_auc'])} |", ""]
+        lines += [
+            "| Identification (1-shot) | Pairing | Segment | Subjects | Top-1 ACC | Chance | AUC |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+            f"| ESI | {i['pairing']} | {i['segment_s']:g} s | {i['n_subjects']} | "
+            f"{_fmt(i['top1_accuracy'])} | {_fmt(i['chance_accuracy'], 4)} | {_fmt(i['macro_auc'])} |",
+            "",
+        ]
     if "mmd" in modes:
         m = modes["mmd"]
-        lines += [f"MMD² (RBF, median heuristic) between {m['reference']} and test embeddings: "
-                  f"{m['mmd2']:.4f} (n = {m['n_reference']} / {m['n_test']})", ""]
+        lines += [
+            f"MMD² (RBF, median heuristic) between {m['reference']} and test embeddings: "
+            f"{m['mmd2']:.4f} (n = {m['n_reference']} / {m['n_test']})",
+            "",
+        ]
     t = metrics.get("throughput", {})
     if t:
         eps = t.get("embeddings_per_s")
-        lines.append(f"Wall time {t.get('wall_s', 0):.1f} s; encoding {_fmt(eps, 1)} embeddings/s "
-                     f"({t.get('computed', 0)} computed, {t.get('cached', 0)} from cache).")
+        lines.append(
+            f"Wall time {t.get('wall_s', 0):.1f} s; encoding {_fmt(eps, 1)} embeddings/s "
+            f"({t.get('computed', 0)} computed, {t.get('cached', 0)} from cache)."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -92,8 +130,13 @@ def _plt():
     return plt
 
 
-def plot_roc(y_test: np.ndarray, scores: dict[str, np.ndarray], class_names: list[str], path: Path,
-             max_classes: int = 12) -> Path | None:
+def plot_roc(
+    y_test: np.ndarray,
+    scores: dict[str, np.ndarray],
+    class_names: list[str],
+    path: Path,
+    max_classes: int = 12,
+) -> Path | None:
     """ROC curves per class (one panel per method), at most ``max_classes`` classes."""
     from sklearn.metrics import roc_curve
 
@@ -162,8 +205,15 @@ def plot_label_fraction(modes: dict, path: Path) -> Path | None:
     return path
 
 
-def log_to_mlflow(metrics: dict, out: Path, files: list[Path], *, run_name: str | None = None,
-                  experiment: str | None = None, tracking_uri: str | None = None) -> str:
+def log_to_mlflow(
+    metrics: dict,
+    out: Path,
+    files: list[Path],
+    *,
+    run_name: str | None = None,
+    experiment: str | None = None,
+    tracking_uri: str | None = None,
+) -> str:
     """Log params, flat metrics and the report files to MLflow; returns the run id.
 
     A new experiment gets its artifact location under ESI_HOME (not ./mlruns of the working directory).
@@ -184,10 +234,21 @@ def log_to_mlflow(metrics: dict, out: Path, files: list[Path], *, run_name: str 
     else:
         exp_id = exp.experiment_id
     b = metrics["benchmark"]
-    with mlflow.start_run(experiment_id=exp_id, run_name=run_name or f"eval-{b['benchmark']}-{b['task']}") as run:
-        mlflow.log_params({"model_ref": str(metrics["model"]["ref"])[:500], "model_digest": metrics["model"]["digest"],
-                           "benchmark": b["benchmark"], "task": b["task"], "n_classes": b["n_classes"],
-                           "modes": ",".join(metrics["modes"]), "n_test": b["records"]["test"]})
+    # Inside an active run (a pipeline step, a training script) the evaluation becomes a child run.
+    nested = mlflow.active_run() is not None
+    title = run_name or f"eval-{b['benchmark']}-{b['task']}"
+    with mlflow.start_run(experiment_id=exp_id, run_name=title, nested=nested) as run:
+        mlflow.log_params(
+            {
+                "model_ref": str(metrics["model"]["ref"])[:500],
+                "model_digest": metrics["model"]["digest"],
+                "benchmark": b["benchmark"],
+                "task": b["task"],
+                "n_classes": b["n_classes"],
+                "modes": ",".join(metrics["modes"]),
+                "n_test": b["records"]["test"],
+            }
+        )
         mlflow.log_metrics(flat_metrics(metrics))
         for f in files:
             mlflow.log_artifact(str(f), artifact_path="evaluation")

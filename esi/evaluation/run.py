@@ -1,7 +1,7 @@
 """``evaluate(...)``: one call runs the chosen modes of a benchmark on a model and writes the report.
 
 Model references: a checkpoint file or folder (``esi.models.checkpoint.load_model``), an MLflow URI
-(``models:/NAME@alias``, ``models:/NAME/3``, ``runs:/RUN_ID/path``; downloaded, then loaded), or a model config
+(``models:/NAME@alias``, ``models:/NAME/3``, ``runs:/RUN_ID/path``: downloaded, then loaded) or a config
 name (a random initialisation: for baselines and tests). Data: a store, or a dataset folder that is prepared
 into a cached store under ESI_HOME first.
 """
@@ -48,8 +48,10 @@ class EvaluationResult:
 def _find_checkpoint(folder: Path) -> Path:
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in CHECKPOINT_SUFFIXES)
     if not files:
-        raise ModelNotFoundError(f"no checkpoint file ({', '.join(CHECKPOINT_SUFFIXES)}) under {folder}; "
-                                 "pass the checkpoint file itself")
+        raise ModelNotFoundError(
+            f"no checkpoint file ({', '.join(CHECKPOINT_SUFFIXES)}) under {folder}; "
+            "pass the checkpoint file itself"
+        )
     preferred = [p for p in files if p.stem in ("model", "final", "checkpoint", "esi")]
     if len(files) > 1 and not preferred:
         log.warning("several checkpoint files under %s; using %s", folder, files[-1])
@@ -69,9 +71,11 @@ def download_mlflow_model(uri: str, *, tracking_uri: str | None = None, dest: Pa
     try:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
     except Exception as exc:
-        raise ModelNotFoundError(f"cannot resolve {uri!r} in MLflow at {mlflow.get_tracking_uri()} "
-                                 f"({type(exc).__name__}: {exc}); check the name/alias with "
-                                 "'mlflow models' or register the model first") from exc
+        raise ModelNotFoundError(
+            f"cannot resolve {uri!r} in MLflow at {mlflow.get_tracking_uri()} "
+            f"({type(exc).__name__}: {exc}); check the name/alias with "
+            "'mlflow models' or register the model first"
+        ) from exc
     return local if local.is_file() else _find_checkpoint(local)
 
 
@@ -99,8 +103,10 @@ def resolve_model(ref: Any, *, seed: int = 0) -> tuple[Any, dict]:
         torch.manual_seed(seed)
         log.warning("model %r is a config name: evaluating a RANDOM initialisation (seed %d)", text, seed)
         return create_model(text), {"ref": text, "kind": "random-init", "seed": seed}
-    raise ModelNotFoundError(f"model {text!r} is not a checkpoint path, an MLflow URI (models:/NAME@alias, "
-                             f"runs:/RUN/path) or a model config ({', '.join(list_models())})")
+    raise ModelNotFoundError(
+        f"model {text!r} is not a checkpoint path, an MLflow URI (models:/NAME@alias, "
+        f"runs:/RUN/path) or a model config ({', '.join(list_models())})"
+    )
 
 
 def random_init_like(model: Any, seed: int = 0) -> Any:
@@ -122,8 +128,9 @@ def _source_for(benchmark: str, root: Path) -> str:
         return "ptbxl"
     if benchmark == "icbeb":
         return "icbeb" if next(iter(root.rglob("REFERENCE.csv")), None) else "challenge"
-    raise EvaluationError(f"benchmark {benchmark!r} needs a prepared store (--root STORE); "
-                          "create one with 'esi data prepare'")
+    raise EvaluationError(
+        f"benchmark {benchmark!r} needs a prepared store (--root STORE); create one with 'esi data prepare'"
+    )
 
 
 def resolve_store(benchmark: str, root_or_store: str | Path, *, progress: bool = True) -> Any:
@@ -141,7 +148,9 @@ def resolve_store(benchmark: str, root_or_store: str | Path, *, progress: bool =
     source = _source_for(benchmark, root)
     key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:12]
     out = get_settings().store_dir / "eval" / f"{source}-{root.name}-{key}"
-    if not (out / "header.json").exists() or not json.loads((out / "header.json").read_text()).get("complete"):
+    if not (out / "header.json").exists() or not json.loads((out / "header.json").read_text()).get(
+        "complete"
+    ):
         log.info("preparing %s (%s) into the cached store %s", root, source, out)
         prepare(source, root, out, progress=progress)
     return EcgStore(out)
@@ -159,8 +168,22 @@ def _segment_fit(model: Any, store: Any, seconds: float) -> str:
             model.encode_ecg(torch.zeros(1, len(store.leads), n, device=next(model.parameters()).device))
         return "crop"
     except Exception as exc:  # the model's own shape check: fall back on zero-padding to the full window
-        log.info("encoder does not take %g s inputs (%s); identification segments are zero-padded", seconds, exc)
+        log.info(
+            "encoder does not take %g s inputs (%s); identification segments are zero-padded", seconds, exc
+        )
         return "pad"
+
+
+def _tick(timings: dict[str, float], key: str) -> None:
+    """Start timing a mode (closed by the next _tick or by _close_timings)."""
+    _close_timings(timings)
+    timings[f"_start_{key}"] = time.perf_counter()
+
+
+def _close_timings(timings: dict[str, float]) -> dict[str, float]:
+    for k in [k for k in timings if k.startswith("_start_")]:
+        timings[k[len("_start_"):]] = time.perf_counter() - timings.pop(k)
+    return {k: round(v, 3) for k, v in timings.items()}
 
 
 def _public(obj: Any) -> Any:
@@ -178,7 +201,9 @@ def parse_modes(modes: str | Sequence[str]) -> list[str]:
     """'zero-shot,linear-probe' -> ['zero-shot', 'linear-probe'] ('all' = every mode); validates names."""
     items = [m.strip() for m in (modes.split(",") if isinstance(modes, str) else modes) if m.strip()]
     items = [m.replace("_", "-") for m in items]
-    items = [{"fine-tune": "finetune", "zeroshot": "zero-shot", "linear": "linear-probe"}.get(m, m) for m in items]
+    items = [
+        {"fine-tune": "finetune", "zeroshot": "zero-shot", "linear": "linear-probe"}.get(m, m) for m in items
+    ]
     if "all" in items:
         return list(MODES)
     bad = [m for m in items if m not in MODES]
@@ -187,14 +212,30 @@ def parse_modes(modes: str | Sequence[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-def evaluate(model_ref: Any, benchmark: str = "ptbxl", root_or_store: str | Path | None = None,
-             task: str | None = None, modes: str | Sequence[str] = DEFAULT_MODES, out: str | Path | None = None,
-             *, fractions: Sequence[float] = (0.01, 0.1, 1.0), seeds: Sequence[int] = (0, 1, 2),
-             c_grid: Sequence[float] | None = None, n_bootstrap: int = 1000, batch_size: int = 64, finetune_config: Any | None = None,
-             identification_segment_s: float | None = None, identification_pairing: str = "auto",
-             mmd_reference: str | Path | None = None, log_mlflow: bool = True, progress: bool = True,
-             cache_dir: str | Path | None = None, use_cache: bool = True, seed: int = 0,
-             plots: bool = True) -> EvaluationResult:
+def evaluate(
+    model_ref: Any,
+    benchmark: str = "ptbxl",
+    root_or_store: str | Path | None = None,
+    task: str | None = None,
+    modes: str | Sequence[str] = DEFAULT_MODES,
+    out: str | Path | None = None,
+    *,
+    fractions: Sequence[float] = (0.01, 0.1, 1.0),
+    seeds: Sequence[int] = (0, 1, 2),
+    c_grid: Sequence[float] | None = None,
+    n_bootstrap: int = 1000,
+    batch_size: int = 64,
+    finetune_config: Any | None = None,
+    identification_segment_s: float | None = None,
+    identification_pairing: str = "auto",
+    mmd_reference: str | Path | None = None,
+    log_mlflow: bool = True,
+    progress: bool = True,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
+    seed: int = 0,
+    plots: bool = True,
+) -> EvaluationResult:
     """Run the benchmark ``modes`` on a model and write metrics.json, report.md and PNG plots to ``out``."""
     from esi.evaluation.benchmarks import load_benchmark
     from esi.evaluation.embed import EmbeddingCache, model_digest
@@ -213,12 +254,18 @@ def evaluate(model_ref: Any, benchmark: str = "ptbxl", root_or_store: str | Path
     bench = load_benchmark(benchmark, store, task, seed=seed)
     for split in ("train", "val", "test"):
         if not bench.mask(split).any():
-            raise EvaluationError(f"{benchmark}/{bench.task}: the {split} split is empty (folds "
-                                  f"{getattr(bench, split + '_folds')}); the store needs records in folds 1-10")
+            raise EvaluationError(
+                f"{benchmark}/{bench.task}: the {split} split is empty (folds "
+                f"{getattr(bench, split + '_folds')}); the store needs records in folds 1-10"
+            )
     model, info = resolve_model(model_ref, seed=seed)
     info["digest"] = model_digest(model)
     info["config"] = model.config_dict() if hasattr(model, "config_dict") else {}
-    out = Path(out) if out else get_settings().reports_dir / f"eval-{benchmark}-{bench.task}-{info['digest'][:8]}"
+    out = (
+        Path(out)
+        if out
+        else get_settings().reports_dir / f"eval-{benchmark}-{bench.task}-{info['digest'][:8]}"
+    )
     out.mkdir(parents=True, exist_ok=True)
     cache = EmbeddingCache(cache_dir, enabled=use_cache)
     ft_cfg = finetune_config or FinetuneConfig(seed=seed)
@@ -227,12 +274,16 @@ def evaluate(model_ref: Any, benchmark: str = "ptbxl", root_or_store: str | Path
     te_idx, y_te = bench.split("test")
     enc = {"batch_size": batch_size, "progress": progress}
     results: dict[str, Any] = {}
+    timings: dict[str, float] = {"setup": time.perf_counter() - t0}
 
     def embeddings(m: Any, kind: str, tag: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return tuple(cache.get(m, store, idx, kind=kind, desc=f"{tag} {kind} {name}", **enc)
-                     for name, idx in (("train", tr_idx), ("val", va_idx), ("test", te_idx)))
+        return tuple(
+            cache.get(m, store, idx, kind=kind, desc=f"{tag} {kind} {name}", **enc)
+            for name, idx in (("train", tr_idx), ("val", va_idx), ("test", te_idx))
+        )
 
     if "zero-shot" in mode_list:
+        _tick(timings, "zero_shot")
         e_va = cache.get(model, store, va_idx, kind="embedding", desc="embedding val", **enc)
         e_te = cache.get(model, store, te_idx, kind="embedding", desc="embedding test", **enc)
         results["zero_shot"] = zero_shot(model, bench, e_va, e_te, n_bootstrap=n_bootstrap, seed=seed)
@@ -241,26 +292,59 @@ def evaluate(model_ref: Any, benchmark: str = "ptbxl", root_or_store: str | Path
     if c_grid:
         lp_kw["c_grid"] = tuple(c_grid)
     if "linear-probe" in mode_list:
+        _tick(timings, "linear_probe")
         f_tr, f_va, f_te = embeddings(model, "features", "pretrained")
         results["linear_probe"] = linear_probe(f_tr, y_tr, f_va, y_va, f_te, y_te, bench.class_names, **lp_kw)
     if "finetune" in mode_list:
-        results["finetune"] = finetune(model, store, (tr_idx, y_tr), (va_idx, y_va), (te_idx, y_te),
-                                       bench.class_names, config=ft_cfg, n_bootstrap=n_bootstrap,
-                                       progress=progress, label="fine-tune")
+        _tick(timings, "finetune")
+        results["finetune"] = finetune(
+            model,
+            store,
+            (tr_idx, y_tr),
+            (va_idx, y_va),
+            (te_idx, y_te),
+            bench.class_names,
+            config=ft_cfg,
+            n_bootstrap=n_bootstrap,
+            progress=progress,
+            label="fine-tune",
+        )
     if "baselines" in mode_list:
+        _tick(timings, "baselines")
         fresh = random_init_like(model, seed)
         r_tr, r_va, r_te = embeddings(fresh, "features", "random-init")
-        results["linear_probe_random_init"] = linear_probe(r_tr, y_tr, r_va, y_va, r_te, y_te, bench.class_names,
-                                                           **lp_kw)
-        results["supervised_scratch"] = finetune(fresh, store, (tr_idx, y_tr), (va_idx, y_va), (te_idx, y_te),
-                                                 bench.class_names, config=ft_cfg, n_bootstrap=n_bootstrap,
-                                                 progress=progress, label="from scratch")
+        results["linear_probe_random_init"] = linear_probe(
+            r_tr, y_tr, r_va, y_va, r_te, y_te, bench.class_names, **lp_kw
+        )
+        results["supervised_scratch"] = finetune(
+            fresh,
+            store,
+            (tr_idx, y_tr),
+            (va_idx, y_va),
+            (te_idx, y_te),
+            bench.class_names,
+            config=ft_cfg,
+            n_bootstrap=n_bootstrap,
+            progress=progress,
+            label="from scratch",
+        )
     if "identification" in mode_list:
+        _tick(timings, "identification")
         seg = identification_segment_s or SEGMENT_SECONDS.get(benchmark, 5.0)
         results["identification"] = identification(
-            cache, model, store, te_idx, bench.subjects[bench.mask("test")], benchmark=benchmark, segment_s=seg,
-            mode=identification_pairing, fit=_segment_fit(model, store, seg), **enc)
+            cache,
+            model,
+            store,
+            te_idx,
+            bench.subjects[bench.mask("test")],
+            benchmark=benchmark,
+            segment_s=seg,
+            mode=identification_pairing,
+            fit=_segment_fit(model, store, seg),
+            **enc,
+        )
     if "mmd" in mode_list:
+        _tick(timings, "mmd")
         if mmd_reference:
             ref_store = resolve_store(benchmark, mmd_reference, progress=progress)
             ref_idx, ref_name = ref_store.indices(), f"pretraining store {ref_store.path}"
@@ -268,19 +352,38 @@ def evaluate(model_ref: Any, benchmark: str = "ptbxl", root_or_store: str | Path
             ref_store, ref_idx, ref_name = store, tr_idx, "the training folds"
         ref = cache.get(model, ref_store, ref_idx, kind="embedding", desc="embedding reference", **enc)
         test_e = cache.get(model, store, te_idx, kind="embedding", desc="embedding test", **enc)
-        results["mmd"] = {**mmd_rbf(ref, test_e, seed=seed), "reference": ref_name, "n_reference": int(len(ref)),
-                          "n_test": int(len(test_e))}
+        results["mmd"] = {
+            **mmd_rbf(ref, test_e, seed=seed),
+            "reference": ref_name,
+            "n_reference": int(len(ref)),
+            "n_test": int(len(test_e)),
+        }
 
-    metrics = {"model": info, "benchmark": bench.summary(), "modes": results,
-               "throughput": {"wall_s": time.perf_counter() - t0, "embeddings_per_s": cache.embeddings_per_s,
-                              "computed": int(cache.stats["computed"]), "cached": int(cache.stats["cached"])},
-               "settings": {"fractions": list(fractions), "seeds": list(seeds), "n_bootstrap": n_bootstrap,
-                            "seed": seed, "modes": mode_list}}
+    metrics = {
+        "model": info,
+        "benchmark": bench.summary(),
+        "modes": results,
+        "timings_s": _close_timings(timings),
+        "throughput": {
+            "wall_s": time.perf_counter() - t0,
+            "embeddings_per_s": cache.embeddings_per_s,
+            "computed": int(cache.stats["computed"]),
+            "cached": int(cache.stats["cached"]),
+        },
+        "settings": {
+            "fractions": list(fractions),
+            "seeds": list(seeds),
+            "n_bootstrap": n_bootstrap,
+            "seed": seed,
+            "modes": mode_list,
+        },
+    }
     return write_report(metrics, bench, y_te, out, plots=plots, log_mlflow=log_mlflow)
 
 
-def write_report(metrics: dict, bench: Any, y_test: np.ndarray, out: Path, *, plots: bool = True,
-                 log_mlflow: bool = True) -> EvaluationResult:
+def write_report(
+    metrics: dict, bench: Any, y_test: np.ndarray, out: Path, *, plots: bool = True, log_mlflow: bool = True
+) -> EvaluationResult:
     """metrics.json + report.md + plots in ``out``, then MLflow."""
     from esi.data.store import atomic_write_bytes, atomic_write_json
     from esi.evaluation import report
@@ -293,16 +396,24 @@ def write_report(metrics: dict, bench: Any, y_test: np.ndarray, out: Path, *, pl
     if plots:
         scores = {}
         per_class = {}
-        for key in ("zero_shot", "linear_probe", "linear_probe_random_init", "finetune", "supervised_scratch"):
+        for key in (
+            "zero_shot",
+            "linear_probe",
+            "linear_probe_random_init",
+            "finetune",
+            "supervised_scratch",
+        ):
             m = modes.get(key)
             if not m:
                 continue
             main = m["fractions"][max(m["fractions"], key=float)]["runs"][0] if "fractions" in m else m
             scores[key] = main["_scores_test"]
             per_class[key] = main["per_class_auc"]
-        for path in (report.plot_roc(y_test, scores, bench.class_names, out / "roc_curves.png"),
-                     report.plot_per_class(per_class, bench.class_names, out / "per_class_auc.png"),
-                     report.plot_label_fraction(modes, out / "label_fraction.png")):
+        for path in (
+            report.plot_roc(y_test, scores, bench.class_names, out / "roc_curves.png"),
+            report.plot_per_class(per_class, bench.class_names, out / "per_class_auc.png"),
+            report.plot_label_fraction(modes, out / "label_fraction.png"),
+        ):
             if path is not None:
                 files.append(path)
     run_id = None

@@ -72,8 +72,14 @@ def _condition_ids(code: str, text: str | None, label_system: str) -> list[str]:
     return []
 
 
-def class_prompts(bench: Benchmark, *, max_descriptions: int = 4, max_criteria: int = 2,
-                  knowledge_base: Any | None = None, corpus_dir: str | Path | None = None) -> dict[str, list[str]]:
+def class_prompts(
+    bench: Benchmark,
+    *,
+    max_descriptions: int = 4,
+    max_criteria: int = 2,
+    knowledge_base: Any | None = None,
+    corpus_dir: str | Path | None = None,
+) -> dict[str, list[str]]:
     """Several prompts per class: its name, 'ECG showing <name>', member descriptions, criteria sentences.
 
     ``knowledge_base`` (optional, anything with ``query(text, k)`` returning passages or (passage, score)
@@ -84,8 +90,11 @@ def class_prompts(bench: Benchmark, *, max_descriptions: int = 4, max_criteria: 
     for cls in bench.class_names:
         texts = bench.class_texts.get(cls) or [cls]
         name = texts[0]
-        out = [name, f"ECG showing {name}", f"12-lead electrocardiogram with {name}"]
-        out += [f"ECG showing {d}" for d in texts[1:1 + max_descriptions]]
+        if "ecg" in name.lower():  # 'normal ECG': 'ECG showing normal ECG' would only add noise
+            out = [name, f"12-lead {name}"]
+        else:
+            out = [name, f"ECG showing {name}", f"12-lead electrocardiogram with {name}"]
+        out += [f"ECG showing {d}" for d in texts[1 : 1 + max_descriptions]]
         criteria: list[str] = []
         ids: list[str] = []
         for code in members.get(cls, [cls]):
@@ -105,7 +114,9 @@ def class_prompts(bench: Benchmark, *, max_descriptions: int = 4, max_criteria: 
                     text = hit[0] if isinstance(hit, tuple) else getattr(hit, "page_content", hit)
                     out.append(str(text)[:300])
             except Exception as exc:  # the KB is optional; prompts stand without it
-                log.warning("knowledge-base query for %s failed (%s); using vocabulary prompts only", cls, exc)
+                log.warning(
+                    "knowledge-base query for %s failed (%s); using vocabulary prompts only", cls, exc
+                )
         seen: set[str] = set()
         prompts[cls] = [p for p in out if p and not (p.lower() in seen or seen.add(p.lower()))]
     return prompts
@@ -124,7 +135,7 @@ def embed_texts(model: Any, texts: Sequence[str], batch_size: int = 64) -> np.nd
         device = torch.device("cpu")
     with torch.no_grad():
         for start in range(0, len(texts), batch_size):
-            tok = model.tokenize(list(texts[start:start + batch_size]))
+            tok = model.tokenize(list(texts[start : start + batch_size]))
             z = model.encode_text(tok["input_ids"].to(device), tok["attention_mask"].to(device))
             out.append(z.float().cpu().numpy())
     if was_training:
@@ -141,7 +152,7 @@ def class_embeddings(model: Any, prompts: dict[str, list[str]]) -> np.ndarray:
     z = embed_texts(model, flat)
     rows, k = [], 0
     for ps in prompts.values():
-        m = z[k:k + len(ps)].mean(0)
+        m = z[k : k + len(ps)].mean(0)
         rows.append(m / max(float(np.linalg.norm(m)), 1e-12))
         k += len(ps)
     return np.stack(rows)
@@ -153,26 +164,47 @@ def scores(ecg_embeddings: np.ndarray, class_emb: np.ndarray) -> np.ndarray:
     return e @ class_emb.T
 
 
-def evaluate_scores(class_names: list[str], scores_val: np.ndarray, y_val: np.ndarray, scores_test: np.ndarray,
-                    y_test: np.ndarray, *, n_bootstrap: int = 1000, seed: int = 0) -> dict:
+def evaluate_scores(
+    class_names: list[str],
+    scores_val: np.ndarray,
+    y_val: np.ndarray,
+    scores_test: np.ndarray,
+    y_test: np.ndarray,
+    *,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+) -> dict:
     """Macro AUC (+CI) on test and F1-macro with per-class thresholds fitted on validation only."""
     thresholds = best_f1_thresholds(y_val, scores_val)
     auc = macro_auc(y_test, scores_test, class_names, n_bootstrap=n_bootstrap, seed=seed)
-    return {**auc.to_dict(), "f1_macro": f1_macro(y_test, scores_test, thresholds),
-            "f1_macro_val": f1_macro(y_val, scores_val, thresholds),
-            "thresholds": {c: float(t) for c, t in zip(class_names, thresholds, strict=True)}}
+    return {
+        **auc.to_dict(),
+        "f1_macro": f1_macro(y_test, scores_test, thresholds),
+        "f1_macro_val": f1_macro(y_val, scores_val, thresholds),
+        "thresholds": {c: float(t) for c, t in zip(class_names, thresholds, strict=True)},
+    }
 
 
-def zero_shot(model: Any, bench: Benchmark, emb_val: np.ndarray, emb_test: np.ndarray, *,
-              prompts: dict[str, list[str]] | None = None, n_bootstrap: int = 1000, seed: int = 0,
-              knowledge_base: Any | None = None) -> dict:
+def zero_shot(
+    model: Any,
+    bench: Benchmark,
+    emb_val: np.ndarray,
+    emb_test: np.ndarray,
+    *,
+    prompts: dict[str, list[str]] | None = None,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    knowledge_base: Any | None = None,
+) -> dict:
     """Zero-shot evaluation of a benchmark from the validation and test ECG embeddings."""
     prompts = prompts or class_prompts(bench, knowledge_base=knowledge_base)
     cemb = class_embeddings(model, prompts)
     _, y_val = bench.split("val")
     _, y_test = bench.split("test")
     s_val, s_test = scores(emb_val, cemb), scores(emb_test, cemb)
-    result = evaluate_scores(bench.class_names, s_val, y_val, s_test, y_test, n_bootstrap=n_bootstrap, seed=seed)
+    result = evaluate_scores(
+        bench.class_names, s_val, y_val, s_test, y_test, n_bootstrap=n_bootstrap, seed=seed
+    )
     result["prompts"] = prompts
     result["_scores_test"] = s_test  # for ROC plots; dropped from the JSON
     return result

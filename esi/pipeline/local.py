@@ -155,10 +155,11 @@ def run_local(config: RunConfig, *, progress: bool = True,
         from esi.evaluation.run import evaluate
 
         checkpoint = state.get("checkpoint") or str(p["pretrain"] / "model.pt")
-        r = evaluate(checkpoint, benchmark="synthetic", root=p["prepare"], task=config.task,
-                     modes=list(config.modes), out=p["evaluate"], progress=progress)
+        r = evaluate(checkpoint, benchmark="synthetic", root_or_store=p["prepare"], task=config.task,
+                     modes=list(config.modes), out=p["evaluate"], progress=progress, seed=config.seed)
         result.outputs["evaluation report"] = str(Path(r.out) / "report.md")
-        return {"metrics": r.headline() if hasattr(r, "headline") else {}}
+        result.outputs["evaluation metrics"] = str(Path(r.out) / "metrics.json")
+        return {"metrics": r.headline(), "mlflow_run_id": r.mlflow_run_id}
 
     for name, fn in (("synth", synth), ("prepare", prepare_), ("validate", validate), ("kb", kb),
                      ("caption", caption), ("pretrain", pretrain_), ("evaluate", evaluate_)):

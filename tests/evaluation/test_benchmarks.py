@@ -22,8 +22,17 @@ from esi.evaluation.benchmarks import (
 
 
 class TestPtbxlTasks:
-    @pytest.mark.parametrize(("task", "n"), [("all", 71), ("diagnostic", 44), ("subdiagnostic", 23),
-                                             ("superdiagnostic", 5), ("form", 19), ("rhythm", 12)])
+    @pytest.mark.parametrize(
+        ("task", "n"),
+        [
+            ("all", 71),
+            ("diagnostic", 44),
+            ("subdiagnostic", 23),
+            ("superdiagnostic", 5),
+            ("form", 19),
+            ("rhythm", 12),
+        ],
+    )
     def test_class_counts_on_the_real_statements(self, task: str, n: int) -> None:
         assert len(ptbxl_task_map(task)) == n
 
@@ -51,7 +60,9 @@ class TestPtbxlOnStore:
         assert b.class_names == ["CD", "HYP", "MI", "NORM", "STTC"]
         for row, idx in enumerate(b.indices):
             codes = json.loads(m["labels"].iat[idx])
-            want = {c for c, members in ptbxl_task_map("superdiagnostic").items() if set(members) & set(codes)}
+            want = {
+                c for c, members in ptbxl_task_map("superdiagnostic").items() if set(members) & set(codes)
+            }
             assert {c for c, v in zip(b.class_names, b.y[row], strict=True) if v} == want
         assert set(np.unique(b.folds[b.mask("train")])) <= set(range(1, 9))
         assert set(np.unique(b.folds[b.mask("val")])) == {9}
@@ -150,9 +161,17 @@ class TestStratification:
 
 
 def test_custom_benchmark(tmp_path: Path, store_factory) -> None:
-    rows = [{"record_id": f"x/{i}", "subject_id": str(i), "fold": i % 10 + 1, "label_system": "none",
-             "labels": "{}", "conditions": json.dumps({"164889003": 1.0} if i % 2 else {"426783006": 1.0})}
-            for i in range(40)]
+    rows = [
+        {
+            "record_id": f"x/{i}",
+            "subject_id": str(i),
+            "fold": i % 10 + 1,
+            "label_system": "none",
+            "labels": "{}",
+            "conditions": json.dumps({"164889003": 1.0} if i % 2 else {"426783006": 1.0}),
+        }
+        for i in range(40)
+    ]
     store = store_factory["write"](tmp_path / "s", np.zeros((40, 12, 500)), rows)
     b = load_benchmark("custom", store)
     assert b.class_names == ["164889003", "426783006"]

@@ -51,8 +51,14 @@ def test_record_pairing_uses_two_recordings_per_subject() -> None:
 
 def test_segment_pairing_skips_short_records() -> None:
     idx = np.arange(4)
-    p = make_pairs(idx, np.array(["a", "b", "c", "d"]), np.array(["w", "x", "y", "z"]),
-                   np.array([10.0, 6.0, 8.0, 12.0]), 4.0, mode="segments")
+    p = make_pairs(
+        idx,
+        np.array(["a", "b", "c", "d"]),
+        np.array(["w", "x", "y", "z"]),
+        np.array([10.0, 6.0, 8.0, 12.0]),
+        4.0,
+        mode="segments",
+    )
     assert list(p.gallery_idx) == [0, 2, 3] and p.skipped == 1
     assert (p.probe_start == 4.0).all() and (p.gallery_start == 0.0).all()
 

@@ -48,10 +48,32 @@ def test_linear_probe_results_per_fraction() -> None:
     x, y = _data(1000, 4)
     xv, yv = _data(200, 5)
     xt, yt = _data(300, 6)
-    res = linear_probe(x, y, xv, yv, xt, yt, ["a", "b", "c"], fractions=(0.1, 1.0), seeds=(0, 1),
-                       c_grid=(0.1,), n_bootstrap=20)
-    again = linear_probe(x, y, xv, yv, xt, yt, ["a", "b", "c"], fractions=(0.1, 1.0), seeds=(0, 1),
-                         c_grid=(0.1,), n_bootstrap=20)
+    res = linear_probe(
+        x,
+        y,
+        xv,
+        yv,
+        xt,
+        yt,
+        ["a", "b", "c"],
+        fractions=(0.1, 1.0),
+        seeds=(0, 1),
+        c_grid=(0.1,),
+        n_bootstrap=20,
+    )
+    again = linear_probe(
+        x,
+        y,
+        xv,
+        yv,
+        xt,
+        yt,
+        ["a", "b", "c"],
+        fractions=(0.1, 1.0),
+        seeds=(0, 1),
+        c_grid=(0.1,),
+        n_bootstrap=20,
+    )
     assert set(res["fractions"]) == {"0.1", "1"}
     assert len(res["fractions"]["0.1"]["runs"]) == 2 and len(res["fractions"]["1"]["runs"]) == 1
     assert res["fractions"]["1"]["macro_auc"] > 0.85

@@ -12,9 +12,15 @@ from esi.errors import DatasetNotFoundError, EvaluationError, ModelNotFoundError
 from esi.evaluation.finetune import FinetuneConfig
 from esi.evaluation.run import evaluate, parse_modes, resolve_model
 
-QUICK = {"fractions": (0.1, 1.0), "seeds": (0,), "c_grid": (0.1, 1.0), "n_bootstrap": 20,
-         "identification_segment_s": 0.4, "progress": False,
-         "finetune_config": FinetuneConfig(epochs=2, max_steps_per_epoch=2, batch_size=8, max_train_records=16)}
+QUICK = {
+    "fractions": (0.1, 1.0),
+    "seeds": (0,),
+    "c_grid": (0.1, 1.0),
+    "n_bootstrap": 20,
+    "identification_segment_s": 0.4,
+    "progress": False,
+    "finetune_config": FinetuneConfig(epochs=2, max_steps_per_epoch=2, batch_size=8, max_train_records=16),
+}
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +45,15 @@ def test_all_modes_write_metrics_table_and_plots(full_run) -> None:
     assert {"metrics.json", "report.md", "roc_curves.png", "per_class_auc.png", "label_fraction.png"} <= names
     metrics = json.loads((out / "metrics.json").read_text())
     modes = metrics["modes"]
-    assert set(modes) == {"zero_shot", "linear_probe", "linear_probe_random_init", "finetune",
-                          "supervised_scratch", "identification", "mmd"}
+    assert set(modes) == {
+        "zero_shot",
+        "linear_probe",
+        "linear_probe_random_init",
+        "finetune",
+        "supervised_scratch",
+        "identification",
+        "mmd",
+    }
     for key in ("zero_shot", "finetune", "supervised_scratch"):
         assert 0.0 <= modes[key]["macro_auc"] <= 1.0
         low, high = modes[key]["ci95"]
@@ -73,10 +86,21 @@ def test_run_is_logged_to_mlflow(full_run) -> None:
 
 
 def test_embeddings_are_cached(full_run, model, labelled_store: Path, tmp_path: Path) -> None:
-    again = evaluate(model, "ptbxl", labelled_store, "superdiagnostic", "zero-shot,identification", tmp_path,
-                     log_mlflow=False, **QUICK)
+    again = evaluate(
+        model,
+        "ptbxl",
+        labelled_store,
+        "superdiagnostic",
+        "zero-shot,identification",
+        tmp_path,
+        log_mlflow=False,
+        **QUICK,
+    )
     assert again.metrics["throughput"]["computed"] == 0 and again.metrics["throughput"]["cached"] > 0
-    assert again.metrics["modes"]["zero_shot"]["macro_auc"] == full_run.metrics["modes"]["zero_shot"]["macro_auc"]
+    assert (
+        again.metrics["modes"]["zero_shot"]["macro_auc"]
+        == full_run.metrics["modes"]["zero_shot"]["macro_auc"]
+    )
 
 
 def test_checkpoint_and_mlflow_run_references(model, labelled_store: Path, tmp_path: Path) -> None:
@@ -86,12 +110,31 @@ def test_checkpoint_and_mlflow_run_references(model, labelled_store: Path, tmp_p
     from esi.settings import get_settings
 
     ckpt = save_checkpoint(tmp_path / "ckpt" / "model.pt", model)
-    direct = evaluate(model, "ptbxl", labelled_store, "superdiagnostic", "zero-shot", tmp_path / "a",
-                      log_mlflow=False, **QUICK)
-    by_path = evaluate(str(ckpt), "ptbxl", labelled_store, "superdiagnostic", "zero-shot", tmp_path / "b",
-                       log_mlflow=False, **QUICK)
+    direct = evaluate(
+        model,
+        "ptbxl",
+        labelled_store,
+        "superdiagnostic",
+        "zero-shot",
+        tmp_path / "a",
+        log_mlflow=False,
+        **QUICK,
+    )
+    by_path = evaluate(
+        str(ckpt),
+        "ptbxl",
+        labelled_store,
+        "superdiagnostic",
+        "zero-shot",
+        tmp_path / "b",
+        log_mlflow=False,
+        **QUICK,
+    )
     assert by_path.metrics["model"]["digest"] == direct.metrics["model"]["digest"]
-    assert by_path.metrics["modes"]["zero_shot"]["macro_auc"] == direct.metrics["modes"]["zero_shot"]["macro_auc"]
+    assert (
+        by_path.metrics["modes"]["zero_shot"]["macro_auc"]
+        == direct.metrics["modes"]["zero_shot"]["macro_auc"]
+    )
     mlflow.set_tracking_uri(get_settings().tracking_uri)
     with mlflow.start_run() as run:
         mlflow.log_artifact(str(ckpt), artifact_path="checkpoint")
@@ -99,6 +142,16 @@ def test_checkpoint_and_mlflow_run_references(model, labelled_store: Path, tmp_p
     assert info["kind"] == "mlflow"
     a, b = model.state_dict(), loaded.state_dict()
     assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+    # A registered version, by alias.
+    client = mlflow.MlflowClient()
+    client.create_registered_model("esi-eval-test")
+    version = client.create_model_version(
+        "esi-eval-test", f"{run.info.artifact_uri}/checkpoint", run.info.run_id
+    )
+    client.set_registered_model_alias("esi-eval-test", "champion", version.version)
+    by_alias, info = resolve_model("models:/esi-eval-test@champion")
+    assert info["checkpoint"].endswith("model.pt")
+    assert all(np.array_equal(a[k].numpy(), by_alias.state_dict()[k].numpy()) for k in a)
 
 
 def test_bad_inputs_are_domain_errors(labelled_store: Path, tmp_path: Path) -> None:
@@ -120,11 +173,45 @@ def test_cli(labelled_store: Path, tmp_path: Path) -> None:
     from esi.cli import app
 
     runner = CliRunner()
-    res = runner.invoke(app, ["evaluate", "--model", "esi_test", "--benchmark", "ptbxl", "--root",
-                              str(labelled_store), "--task", "superdiagnostic", "--modes",
-                              "zero-shot,identification", "--segment", "0.4", "--bootstrap", "10", "--out",
-                              str(tmp_path / "r"), "--no-mlflow", "--quiet"])
+    res = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--model",
+            "esi_test",
+            "--benchmark",
+            "ptbxl",
+            "--root",
+            str(labelled_store),
+            "--task",
+            "superdiagnostic",
+            "--modes",
+            "zero-shot,identification",
+            "--segment",
+            "0.4",
+            "--bootstrap",
+            "10",
+            "--out",
+            str(tmp_path / "r"),
+            "--no-mlflow",
+            "--quiet",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "ESI zero-shot" in res.output and "metrics.json" in res.output
     bad = runner.invoke(app, ["evaluate", "--model", "esi_test", "--root", str(tmp_path / "nope"), "--quiet"])
     assert bad.exit_code == 2 and "error:" in bad.output
+
+
+def test_dataset_folder_is_prepared_once_into_a_cached_store(real_dir: Path) -> None:
+    from esi.evaluation.run import resolve_store
+    from esi.settings import get_settings
+
+    store = resolve_store("ptbxl", real_dir / "ptbxl", progress=False)
+    assert Path(store.path).is_relative_to(get_settings().store_dir)
+    assert len(store) == 12
+    stamp = (Path(store.path) / "header.json").stat().st_mtime_ns
+    again = resolve_store("ptbxl", real_dir / "ptbxl", progress=False)
+    assert again.path == store.path and (Path(store.path) / "header.json").stat().st_mtime_ns == stamp
+    with pytest.raises(EvaluationError, match="needs a prepared store"):
+        resolve_store("custom", real_dir / "ptbxl")
