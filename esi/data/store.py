@@ -197,16 +197,17 @@ class EcgStore:
             self._locs = self.manifest[["shard", "row"]].to_numpy(dtype=np.int64)
         for start in range(0, len(idx), batch_size):
             chunk = idx[start:start + batch_size]
-            out = np.empty((len(chunk), len(LEADS), self.n_samples), np.float32)
             locs = self._locs[chunk]
-            k = 0
+            parts, k = [], 0
             while k < len(chunk):
                 shard, row = locs[k]
                 j = k + 1
                 while j < len(chunk) and locs[j, 0] == shard and locs[j, 1] == locs[j - 1, 1] + 1:
                     j += 1
-                out[k:j] = self._shard(int(shard))[row:row + (j - k)]
+                # the shard's own shape, not the header's: validation must see a malformed shard as it is
+                parts.append(np.asarray(self._shard(int(shard))[row:row + (j - k)], dtype=np.float32))
                 k = j
+            out = np.concatenate(parts) if parts else np.zeros((0, len(LEADS), self.n_samples), np.float32)
             if len(chunk) and start + batch_size < len(idx):
                 nxt = int(self._locs[idx[start + batch_size], 0])
                 for done in [sh for sh in self._shards if sh != nxt and sh not in set(locs[:, 0].tolist())]:

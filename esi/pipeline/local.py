@@ -144,7 +144,8 @@ def run_local(config: RunConfig, *, progress: bool = True,
         cfg = PretrainConfig(model=config.model, store=str(p["prepare"]), captions=str(p["caption"]),
                              out=str(p["pretrain"]), epochs=config.epochs, batch_size=config.batch_size,
                              warmup_epochs=min(1, config.epochs), decay_every=max(1, config.epochs),
-                             lr=5e-4, seed=config.seed, resume=True)
+                             lr=5e-4, seed=config.seed, resume=True,
+                             folds=list(range(1, 9)))  # folds 9-10 stay unseen for evaluation
         r = pretrain(cfg, progress=progress)
         state["checkpoint"] = str(r.final_checkpoint)
         result.outputs["pretrained model"] = str(r.final_checkpoint)
