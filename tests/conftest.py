@@ -22,7 +22,7 @@ def _guarded_connect(self: socket.socket, address) -> None:  # type: ignore[no-u
         except ValueError:
             ip = None  # a host name: resolution already had to succeed, so refuse anything but localhost
             if host != "localhost":
-                raise OSError(f"tests may not reach the network ({host}); use a local server")
+                raise OSError(f"tests may not reach the network ({host}); use a local server") from None
         if ip is not None and not ip.is_loopback:
             raise OSError(f"tests may not reach the network ({host}); use a local server")
     return _real_connect(self, address)

@@ -12,8 +12,9 @@ HEAVY = ("torch", "pandas", "transformers", "chromadb", "mlflow", "great_expecta
 
 
 def test_help_imports_nothing_heavy() -> None:
-    code = ("import sys, esi.cli; heavy = %r; print(','.join(m for m in heavy if m in sys.modules))" % (HEAVY,))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    code = f"import sys, esi.cli; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = res.stdout.strip()
     assert out == "", f"'esi --help' imports {out}: import them inside the command functions"
 
 

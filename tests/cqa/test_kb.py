@@ -268,7 +268,6 @@ def test_query_filter_by_condition(small_kb, local_embeddings):
     assert passages == sorted(passages, key=lambda p: -p.score)
 
 
-@pytest.mark.slow
 def test_full_corpus_recall_at_3(tmp_path_factory, local_embeddings):
     """Every condition document of the project corpus is in the top 3 for a query naming it."""
     docs = _corpus_docs(CORPUS_DIR)

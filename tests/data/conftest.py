@@ -28,8 +28,8 @@ def mimic_root(real_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
         subject, study = 10000032 + k, 40689238 + k
         rel = f"files/p1000/p{subject}/s{study}"
         (root / rel).mkdir(parents=True)
-        wfdb.wrsamp(str(study), fs=500, units=["mV"] * 12, sig_name=MIMIC_ORDER, p_signal=sig, fmt=["16"] * 12,
-                    write_dir=str(root / rel))
+        wfdb.wrsamp(str(study), fs=500, units=["mV"] * 12, sig_name=MIMIC_ORDER, p_signal=sig,
+                    fmt=["16"] * 12, write_dir=str(root / rel))
         rows.append({"subject_id": subject, "study_id": study, "file_name": study, "ecg_time": "2180-07-23",
                      "path": f"{rel}/{study}"})
         m = {"subject_id": subject, "study_id": study, "cart_id": 6848296}
@@ -42,7 +42,7 @@ def mimic_root(real_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 @pytest.fixture(scope="session")
 def icbeb_root(real_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """CPSC 2018 records in their original form (.mat with an ECG struct + REFERENCE.csv), from real records."""
+    """CPSC 2018 records in original form (.mat with an ECG struct + REFERENCE.csv), from real records."""
     import wfdb
     from scipy.io import savemat
 

@@ -67,7 +67,8 @@ def test_batches_and_dataset(ptbxl_store: Path) -> None:
     np.testing.assert_array_equal(got, store.signals(order))
     ds = EcgStoreDataset(store)
     item = ds[0]
-    assert tuple(item["signal"].shape) == (12, 5000) and item["record_id"] == store.manifest["record_id"].iat[0]
+    assert tuple(item["signal"].shape) == (12, 5000)
+    assert item["record_id"] == store.manifest["record_id"].iat[0]
 
 
 def test_quarantine_is_honoured(ptbxl_store: Path, tmp_path: Path) -> None:

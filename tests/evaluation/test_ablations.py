@@ -61,7 +61,6 @@ def test_table() -> None:
     assert "| full | base | m | 0.700 |" in table and "| no_cqa | plain | m | - |" in table
 
 
-@pytest.mark.slow
 def test_run_two_ablations_end_to_end(tmp_path: Path) -> None:
     from esi.data.prepare import prepare
     from esi.data.store import EcgStore

@@ -1,6 +1,6 @@
 """End to end: synthetic dataset -> store -> short pretraining (esi_test) -> evaluation suite.
 
-Slow (several minutes on a shared CPU): run with ``pytest -m slow tests/evaluation/test_end_to_end.py``.
+About two minutes on two CPU cores; part of the default suite because it is the transfer claim of the suite.
 The margins asserted are below the ones measured with these seeds (see the comments), so the test checks
 that pretraining transfers, not the exact numbers.
 """
@@ -10,8 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 import torch.multiprocessing as mp
 from train_helpers import ddp_worker, free_port, write_captions, write_store
 
 from esi.train.config import PretrainConfig
 
 
-@pytest.mark.slow  # two fresh interpreters import torch + transformers: ~80 s on the shared 2-core machine
 def test_two_rank_gloo_run_completes_and_only_rank0_writes(tmp_path: Path) -> None:
     store = write_store(tmp_path / "store", 32)
     captions = write_captions(tmp_path / "captions.parquet", 32)

@@ -50,7 +50,6 @@ def test_real_sample_records_pass(real_dir: Path, tmp_path: Path, storekit) -> N
     assert by_name["fold_present"]["success"] and by_name["labels_present"]["success"]
 
 
-@pytest.mark.slow
 def test_prepared_ptbxl_store_passes(real_dir: Path, tmp_path: Path) -> None:
     """The full path: esi.data.prepare on the real PTB-XL samples, then validation."""
     pytest.importorskip("esi.cqa.harmonize")
@@ -62,7 +61,6 @@ def test_prepared_ptbxl_store_passes(real_dir: Path, tmp_path: Path) -> None:
     assert report.passed and report.n_quarantined == 0, report.message()
 
 
-@pytest.mark.slow
 def test_synthetic_generator_store_passes(tmp_path: Path) -> None:
     """The synthetic generator -> prepare -> validation: no critical failure, nothing quarantined."""
     pytest.importorskip("esi.cqa.harmonize")

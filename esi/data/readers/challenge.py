@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from esi.data.readers.base import RecordRef, build_record, find_headers, load_wfdb, parse_comments, require_dir
+from esi.data.readers.base import (
+    RecordRef,
+    build_record,
+    find_headers,
+    load_wfdb,
+    parse_comments,
+    require_dir,
+)
 from esi.data.record import EcgRecord, normalize_age, normalize_sex
 
 

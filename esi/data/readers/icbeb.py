@@ -66,7 +66,8 @@ def _load_original_mat(path: Path) -> tuple[np.ndarray, float | None, str | None
     from scipy.io import loadmat
 
     if not path.exists():
-        raise RecordReadError("record file is missing", path=str(path), fix="check REFERENCE.csv against the .mat files")
+        raise RecordReadError("record file is missing", path=str(path),
+                              fix="check REFERENCE.csv against the .mat files")
     try:
         mat = loadmat(str(path), squeeze_me=True, struct_as_record=False)
     except Exception as exc:
