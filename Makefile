@@ -39,7 +39,7 @@ test-all: install
 	$(BIN)/python -m pytest -q -m "not gpu"
 
 lint: install
-	$(BIN)/ruff check esi tests bench components pipelines
+	$(BIN)/ruff check esi tests bench $(wildcard components pipelines)
 
 bench: install
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

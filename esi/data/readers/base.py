@@ -72,28 +72,64 @@ def _check_signal_files(record_path: str, header: Any) -> None:
                                   path=str(fpath), fix="re-download or re-export the record")
 
 
+def _fast_format16(record_path: str, hea: Path) -> tuple[np.ndarray, float, list[str], list[str], list[str]] | None:
+    """Read the common case (one format-16 .dat, no skew/offset, single segment) without wfdb's pandas-based
+    header parser, which costs ~20 ms a record. Returns None for anything else: wfdb handles those."""
+    lines = [ln.strip() for ln in hea.read_text(errors="replace").splitlines()]
+    comments = [ln.lstrip("#").strip() for ln in lines if ln.startswith("#")]
+    body = [ln for ln in lines if ln and not ln.startswith("#")]
+    if not body:
+        return None
+    head = body[0].split()
+    if "/" in head[0] or len(head) < 4:
+        return None  # multi-segment record, or no fs / length given
+    try:
+        nsig, fs, nsamp = int(head[1]), float(head[2].split("/")[0].split("(")[0]), int(head[3])
+    except ValueError:
+        return None
+    sig_lines = [ln.split() for ln in body[1:1 + nsig]]
+    if nsig == 0 or len(sig_lines) != nsig or any(len(f) < 3 for f in sig_lines):
+        return None
+    files = {f[0] for f in sig_lines}
+    if len(files) != 1 or any(f[1] != "16" for f in sig_lines):
+        return None
+    gains, baselines, units, names = [], [], [], []
+    for f in sig_lines:
+        m = re.fullmatch(r"([-+0-9.eE]+)(?:\((-?\d+)\))?(?:/(\S+))?", f[2])
+        if not m:
+            return None
+        gain = float(m.group(1))
+        adczero = int(f[4]) if len(f) > 4 and f[4].lstrip("-").isdigit() else 0
+        gains.append(gain if gain != 0 else 200.0)  # WFDB: a zero gain means the default 200 adu/unit
+        baselines.append(int(m.group(2)) if m.group(2) is not None else adczero)
+        units.append(m.group(3) or "mV")
+        names.append(" ".join(f[8:]) if len(f) > 8 else f"sig{len(names)}")
+    dat = Path(record_path).parent / next(iter(files))
+    if not dat.exists():
+        raise RecordReadError("signal file is missing", path=str(dat), fix="copy the .dat file next to its .hea header")
+    size = dat.stat().st_size
+    if size < 2 * nsig * nsamp:
+        raise RecordReadError(f"signal file is truncated: {size} bytes, the header promises {2 * nsig * nsamp}",
+                              path=str(dat), fix="re-download or re-export the record")
+    digital = np.fromfile(dat, dtype="<i2", count=nsig * nsamp).reshape(nsamp, nsig).T
+    signal = (digital.astype(np.float64) - np.asarray(baselines, float)[:, None]) / np.asarray(gains)[:, None]
+    signal[digital == -32768] = np.nan  # WFDB's missing-sample value for format 16
+    return signal, fs, comments, names, units
+
+
 def load_wfdb(record_path: str) -> tuple[np.ndarray, float, list[str], list[str]]:
     """Read a WFDB record: (signal (12, n) float32 mV in canonical order, fs, header comments, original names).
 
     Raises RecordReadError for a missing/truncated/unsupported file and DataError for wrong leads or units.
     """
-    import wfdb
-
     hea = Path(record_path + ".hea")
     if not hea.exists():
         raise RecordReadError("header file is missing", path=str(hea), fix="check the path or the RECORDS list")
-    try:
-        header = wfdb.rdheader(record_path)
-    except Exception as exc:  # wfdb raises bare ValueError/KeyError on malformed headers
-        raise RecordReadError(f"unreadable WFDB header ({type(exc).__name__}: {exc})", path=str(hea)) from exc
-    _check_signal_files(record_path, header)
-    try:
-        rec = wfdb.rdrecord(record_path, physical=True)
-    except Exception as exc:
-        raise RecordReadError(f"unreadable WFDB signal ({type(exc).__name__}: {exc})", path=str(hea)) from exc
-    names = list(rec.sig_name or [])
-    signal = np.asarray(rec.p_signal, dtype=np.float64).T
-    units = list(rec.units or ["mV"] * len(names))
+    fast = _fast_format16(record_path, hea)
+    if fast is not None:
+        signal, fs, comments, names, units = fast
+    else:
+        signal, fs, comments, names, units = _load_with_wfdb(record_path, hea)
     for i, unit in enumerate(units):
         scale = _UNIT_SCALE.get((unit or "").strip().lower(), "unknown")
         if scale is None:
@@ -106,7 +142,26 @@ def load_wfdb(record_path: str) -> tuple[np.ndarray, float, list[str], list[str]
         signal = reorder_leads(signal, names, path=str(hea))
     except DataError as exc:
         raise RecordReadError(str(exc)) from exc
-    return signal.astype(np.float32), float(rec.fs), list(rec.comments or []), names
+    return signal.astype(np.float32), fs, comments, names
+
+
+def _load_with_wfdb(record_path: str, hea: Path) -> tuple[np.ndarray, float, list[str], list[str], list[str]]:
+    """Every other WFDB layout (formats 212/80/..., .mat containers, multi-file records), through wfdb."""
+    import wfdb
+
+    try:
+        header = wfdb.rdheader(record_path)
+    except Exception as exc:  # wfdb raises bare ValueError/KeyError on malformed headers
+        raise RecordReadError(f"unreadable WFDB header ({type(exc).__name__}: {exc})", path=str(hea)) from exc
+    _check_signal_files(record_path, header)
+    try:
+        rec = wfdb.rdrecord(record_path, physical=True)
+    except Exception as exc:
+        raise RecordReadError(f"unreadable WFDB signal ({type(exc).__name__}: {exc})", path=str(hea)) from exc
+    names = list(rec.sig_name or [])
+    signal = np.asarray(rec.p_signal, dtype=np.float64).T
+    units = list(rec.units or ["mV"] * len(names))
+    return signal, float(rec.fs), list(rec.comments or []), names, units
 
 
 def build_record(ref: RecordRef, signal: np.ndarray, fs: float, **extra_meta: Any) -> EcgRecord:
