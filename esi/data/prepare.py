@@ -212,7 +212,7 @@ def prepare(source: str, root: str | Path, out: str | Path, *, config: Preproces
             rows, sigs, rejects = [], [], []
             for r_rows, r_sigs, reject in results:
                 rows.extend(r_rows)
-                sigs.extend(r_sigs)
+                sigs.extend(s.astype(SIGNAL_DTYPE) for s in r_sigs)  # half the memory while a shard fills
                 if reject:
                     rejects.append(reject)
                     log.warning("rejected %s: %s", reject["record_id"], reject["reason"])
