@@ -170,7 +170,11 @@ def linear_probe(
             "fraction": frac,
             "macro_auc": float(aucs.mean()),
             "macro_auc_std": float(aucs.std()),
-            "ci95": runs[0]["ci95"],
+            # several seeds: the envelope of the per-seed bootstrap intervals, so it always covers the mean
+            "ci95": [float(min(r["ci95"][0] for r in runs)), float(max(r["ci95"][1] for r in runs))]
+            if all(r.get("ci95") for r in runs) else runs[0]["ci95"],
+            "n_train": int(np.mean([r["n_train"] for r in runs])),
+            "unfitted_classes": sorted({c for r in runs for c in r["unfitted_classes"]}),
             "f1_macro": float(np.mean([r["f1_macro"] for r in runs])),
             "per_class_auc": runs[0]["per_class_auc"],
             "skipped_classes": runs[0]["skipped_classes"],

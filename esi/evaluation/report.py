@@ -52,7 +52,7 @@ def classification_rows(modes: dict) -> list[dict]:
                 rows.append(
                     {
                         "method": MODE_TITLES[key],
-                        "labels": f"{frac['fraction'] * 100:g}%",
+                        "labels": f"{frac['fraction'] * 100:g}%" + _unfitted_note(frac),
                         "auc": frac["macro_auc"],
                         "ci": frac["ci95"],
                         "f1": frac["f1_macro"],
@@ -75,6 +75,14 @@ def classification_rows(modes: dict) -> list[dict]:
     return rows
 
 
+def _unfitted_note(frac: dict) -> str:
+    """'(n=5; 3 classes without both label values: chance)' when a small subset could not fit every class."""
+    unfitted = frac.get("unfitted_classes") or []
+    if not unfitted:
+        return ""
+    return f" (n={frac.get('n_train', '?')}; {len(unfitted)} class(es) with one label value: scored at chance)"
+
+
 def markdown_table(metrics: dict) -> str:
     """The paper-style tables: classification (macro AUC by label fraction), identification, MMD."""
     b = metrics["benchmark"]
@@ -94,6 +102,9 @@ def markdown_table(metrics: dict) -> str:
         for r in rows:
             auc = _fmt(r["auc"]) + (f" ± {r['std']:.3f}" if r["std"] else "")
             lines.append(f"| {r['method']} | {r['labels']} | {auc} | {_ci(r['ci'])} | {_fmt(r['f1'])} |")
+        if any(r["std"] for r in rows):
+            lines += ["", "Label fractions below 100%: mean ± std over seeds; the CI is the envelope of the "
+                      "per-seed bootstrap intervals."]
         lines.append("")
     if "identification" in modes:
         i = modes["identification"]
