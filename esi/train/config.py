@@ -147,6 +147,14 @@ class PretrainConfig:
         if not self.captions:
             raise ConfigError("pretrain config: captions is not set; pass --captions CAPTIONS.parquet "
                               "(made by 'esi caption')")
+        # fail before minutes of model loading, with the fix, when a path is wrong
+        from esi.data.store import EcgStore
+        from esi.errors import DatasetNotFoundError
+
+        EcgStore(self.store)
+        if not Path(self.captions).is_file():
+            raise DatasetNotFoundError(f"captions table {self.captions} does not exist; create it with "
+                                       f"'esi caption {self.store} --out {self.captions}'")
 
     # --- (de)serialisation -------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
