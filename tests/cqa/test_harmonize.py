@@ -26,7 +26,7 @@ from esi.errors import ConfigError
 ROOT = Path(__file__).resolve().parents[2]
 SCP_STATEMENTS = ROOT / "esi" / "data" / "scp_statements.csv"
 FIXTURES_REAL = ROOT / "tests" / "fixtures" / "real"
-SHARED_REAL = ROOT.parent / "shared" / "data" / "real"
+DX_HEADERS = ROOT / "tests" / "fixtures" / "dx_headers"  # headers of every real sample record (PROVENANCE.md)
 MIMIC_DEV = FIXTURES_REAL / "mimic_statements" / "statements_dev.txt"
 
 
@@ -79,7 +79,7 @@ def test_scp_same_condition_keeps_highest_certainty() -> None:
 def _header_dx_codes() -> dict[str, set[str]]:
     """'#Dx: a,b' codes of every .hea under the real fixture folders, by label system of the code."""
     codes: dict[str, set[str]] = {"snomed": set(), "scp": set()}
-    roots = [FIXTURES_REAL] + ([SHARED_REAL] if SHARED_REAL.is_dir() else [])
+    roots = [FIXTURES_REAL, DX_HEADERS]
     for root in roots:
         for hea in root.rglob("*.hea"):
             for line in hea.read_text(errors="replace").splitlines():
@@ -94,8 +94,7 @@ def _header_dx_codes() -> dict[str, set[str]]:
 
 def test_every_snomed_code_in_real_headers_maps() -> None:
     codes = _header_dx_codes()
-    print(f"\nDx codes in real headers: {len(codes['snomed'])} SNOMED, {len(codes['scp'])} SCP "
-          f"(shared data {'found' if SHARED_REAL.is_dir() else 'absent'})")
+    print(f"\nDx codes in real headers: {len(codes['snomed'])} SNOMED, {len(codes['scp'])} SCP")
     assert len(codes["snomed"]) >= 20
     missing = sorted(c for c in codes["snomed"] if not harmonize("snomed", {c: 1.0}).conditions)
     assert missing == []
