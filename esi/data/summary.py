@@ -52,12 +52,9 @@ def _num(value: Any) -> float | None:
 
 
 def _condition_names(conditions: Counter[str]) -> dict[str, str]:
-    try:
-        from esi.cqa.vocabulary import get_vocabulary
+    from esi.cqa.vocabulary import load_vocabulary
 
-        vocab = get_vocabulary()
-    except ImportError:
-        return {}
+    vocab = load_vocabulary()
     out = {}
     for cid in conditions:
         try:

@@ -30,7 +30,7 @@ CRITERIA_SECTIONS = ("Diagnostic criteria", "Waveform features")
 @lru_cache(maxsize=256)
 def corpus_sentences(condition_id: str, corpus_dir: str | None = None) -> dict[str, list[str]]:
     """Bullet sentences of the corpus document of a condition, per section ({} when there is no document)."""
-    path = Path(corpus_dir or CORPUS_DIR) / f"{condition_id}.md"
+    path = Path(corpus_dir or CORPUS_DIR) / f"{condition_id.replace(':', '_')}.md"  # the corpus file naming
     if not path.exists():
         return {}
     sections: dict[str, list[str]] = {}

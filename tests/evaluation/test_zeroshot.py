@@ -52,3 +52,12 @@ def test_scores_are_cosines() -> None:
     e = np.array([[3.0, 0.0], [0.0, 2.0]])
     c = np.array([[1.0, 0.0], [0.0, 1.0]])
     assert np.allclose(zs.scores(e, c), np.eye(2))
+
+
+def test_corpus_sentences_found_for_project_ids() -> None:
+    """Conditions without a SNOMED id ('esi:...') have their corpus file under 'esi_...md'."""
+    from esi.cqa.vocabulary import load_vocabulary
+    from esi.evaluation.zeroshot import corpus_sentences
+
+    missing = [cid for cid in load_vocabulary().ids() if not corpus_sentences(cid).get("Diagnostic criteria")]
+    assert missing == []
