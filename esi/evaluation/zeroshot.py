@@ -48,22 +48,14 @@ def corpus_sentences(condition_id: str, corpus_dir: str | None = None) -> dict[s
 
 def _condition_ids(code: str, text: str | None, label_system: str) -> list[str]:
     """Condition ids a raw label maps to: harmonisation first, then vocabulary look-ups of code and text."""
-    ids: list[str] = []
-    try:
-        from esi.cqa.harmonize import harmonize
+    from esi.cqa.harmonize import harmonize
+    from esi.cqa.vocabulary import load_vocabulary
 
-        system = label_system if label_system in ("scp", "snomed", "icbeb") else "scp"
-        ids = list(harmonize(system, {code: 100.0}).conditions)
-    except Exception:  # harmonisation not available or unknown code: fall back on look-ups
-        ids = []
+    system = label_system if label_system in ("scp", "snomed", "icbeb") else "scp"
+    ids = list(harmonize(system, {code: 100.0}).conditions)  # an unknown code comes back unmapped, no error
     if ids:
         return ids
-    try:
-        from esi.cqa.vocabulary import load_vocabulary
-
-        vocab = load_vocabulary()
-    except Exception:
-        return []
+    vocab = load_vocabulary()
     if code in vocab:
         return [code]
     for cand in (vocab.by_abbreviation(code), vocab.lookup(code), vocab.lookup(text) if text else None):
