@@ -11,7 +11,7 @@ subprocess so peaks do not carry over:
 * tracemalloc peak (Python + numpy heap allocations);
 * peak anonymous RSS (RssAnon, sampled after every batch): the process's own memory;
 * ru_maxrss: peak resident set including pages of the memory-mapped shards the store has touched
-  (page cache, reclaimable; it can grow with the store because EcgStore keeps every shard's map open).
+  (page cache, reclaimable; EcgStore.iter_batches releases a shard's map once it has read past it).
 A flat tracemalloc/RssAnon peak across sizes is what "streaming" means here.
 """
 

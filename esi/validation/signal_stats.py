@@ -6,7 +6,6 @@ record; the signal suite (esi.validation.suites) puts expectations on its column
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from collections.abc import Mapping
@@ -30,7 +29,6 @@ DEFAULT_PARAMS: dict[str, float] = {
     "clip_lead_fraction": 0.005,  # leads with a clipped share above this are listed by name
 }
 _EPS = 1e-6
-REOPEN_EVERY = 1024  # records read through one store copy before its memory maps are dropped
 
 
 def _lead_index(leads: list[str], n_leads: int) -> dict[str, int]:
@@ -151,19 +149,13 @@ def signal_statistics(store: EcgStore | str, batch_size: int = 256, progress: bo
     leads, fs = store.leads, float(store.fs)
     columns: dict[str, list] = {}
     t0 = time.perf_counter()
-    # Pages of a memory-mapped shard stay resident while its map is open, and a store keeps every map it
-    # opened. A shallow copy of the store has none open (EcgStore.__getstate__), so reading through a fresh
-    # copy per chunk and dropping it keeps resident memory flat however large the store is.
-    chunk = batch_size * max(1, REOPEN_EVERY // batch_size)
+    # iter_batches releases each shard's memory map once it has moved past it: memory stays flat.
     with tqdm(total=n, desc="signal statistics", unit="rec", disable=not progress) as bar:
-        for start in range(0, n, chunk):
-            view = copy.copy(store)
-            for idx, batch in view.iter_batches(batch_size, indices=np.arange(start, min(n, start + chunk))):
-                stats = batch_statistics(batch, fs, leads, params)
-                for key, value in stats.items():
-                    columns.setdefault(key, []).extend(np.asarray(value).tolist())
-                bar.update(len(idx))
-            del view
+        for idx, batch in store.iter_batches(batch_size, indices=np.arange(n)):
+            stats = batch_statistics(batch, fs, leads, params)
+            for key, value in stats.items():
+                columns.setdefault(key, []).extend(np.asarray(value).tolist())
+            bar.update(len(idx))
     seconds = time.perf_counter() - t0
     log.info("signal statistics of %d records in %.1f s (%.0f records/s)", n, seconds,
              n / seconds if seconds > 0 else float("inf"))
