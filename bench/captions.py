@@ -22,11 +22,9 @@ from pathlib import Path
 def synthetic_manifest_store(path: Path, n_records: int, records_per_subject: int = 5, seed: int = 0) -> dict:
     """Write a manifest-only store of ``n_records`` synthetic records; returns label statistics."""
     import numpy as np
-    import pandas as pd
 
     from esi.cqa.harmonize import harmonize
-    from esi.data.record import LEADS
-    from esi.data.store import MANIFEST_COLUMNS, SCHEMA_VERSION, atomic_write_json, atomic_write_parquet
+    from esi.data.store import EcgStore, write_store
     from esi.data.synthetic import generate_labels, make_subject
 
     rng = np.random.default_rng(seed)
@@ -45,12 +43,7 @@ def synthetic_manifest_store(path: Path, n_records: int, records_per_subject: in
             "original_fs": 500.0, "original_n_samples": 5000, "window": 0, "padded_samples": 0,
             "nan_fraction": 0.0, "nan_filled": False, "shard": 0, "row": i, "unmapped": "[]",
         })
-    df = pd.DataFrame(rows, columns=[*MANIFEST_COLUMNS, "unmapped"])
-    path.mkdir(parents=True, exist_ok=True)
-    atomic_write_parquet(path / "manifest.parquet", df)
-    atomic_write_json(path / "header.json", {
-        "schema_version": SCHEMA_VERSION, "fs": 500, "n_samples": 5000, "leads": list(LEADS),
-        "complete": True, "n_records": len(df), "n_shards": 0, "shards_done": 0})
+    df = EcgStore(write_store(path, rows)).manifest
     n_conds = df["conditions"].map(lambda s: len(json.loads(s)))
     return {"records": len(df), "subjects": int(df["subject_id"].nunique()),
             "mean_conditions_per_record": round(float(n_conds.mean()), 2),

@@ -3,7 +3,6 @@ manifest-only stores (captioning reads header.json and manifest.parquet only).""
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -69,27 +68,12 @@ def write_manifest_store(path: Path, records: list[dict]) -> Path:
     Each record: record_id, and optionally age, sex, conditions (dict), labels (dict), label_system, report,
     unmapped (list).
     """
-    import pandas as pd
+    from esi.data.store import write_store
 
-    from esi.data.record import LEADS
-    from esi.data.store import MANIFEST_COLUMNS, SCHEMA_VERSION, atomic_write_json, atomic_write_parquet
-
-    rows = []
-    for i, r in enumerate(records):
-        rows.append({
-            "record_id": r["record_id"], "source": r.get("source", "test"),
-            "subject_id": r.get("subject_id", str(i)),
-            "age": r.get("age"), "sex": r.get("sex"), "fold": r.get("fold", 1),
-            "label_system": r.get("label_system", "snomed"), "labels": json.dumps(r.get("labels", {})),
-            "conditions": json.dumps(r.get("conditions", {}), sort_keys=True), "report": r.get("report"),
-            "path": "", "original_fs": 500.0, "original_n_samples": 5000, "window": 0, "padded_samples": 0,
-            "nan_fraction": 0.0, "nan_filled": False, "shard": 0, "row": i,
-            "unmapped": json.dumps(r.get("unmapped", [])),
-        })
-    df = pd.DataFrame(rows, columns=[*MANIFEST_COLUMNS, "unmapped"])
-    path.mkdir(parents=True, exist_ok=True)
-    atomic_write_parquet(path / "manifest.parquet", df)
-    atomic_write_json(path / "header.json", {
-        "schema_version": SCHEMA_VERSION, "fs": 500, "n_samples": 5000, "leads": list(LEADS),
-        "complete": True, "n_records": len(df), "n_shards": 0, "shards_done": 0})
-    return path
+    rows = [{
+        "record_id": r["record_id"], "source": r.get("source", "test"), "subject_id": r.get("subject_id", str(i)),
+        "age": r.get("age"), "sex": r.get("sex"), "fold": r.get("fold", 1),
+        "label_system": r.get("label_system", "snomed"), "labels": r.get("labels", {}),
+        "conditions": r.get("conditions", {}), "report": r.get("report"), "unmapped": r.get("unmapped", []),
+    } for i, r in enumerate(records)]
+    return write_store(path, rows)

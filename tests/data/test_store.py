@@ -177,3 +177,23 @@ def test_cli_prepare_and_info(real_dir: Path, tmp_path: Path) -> None:
     assert sum(info["folds"].values()) + info["records_without_fold"] == info["records"]
     res = runner.invoke(app, ["data", "info", str(tmp_path / "nope")])
     assert res.exit_code == 2 and "no esi store" in res.output.lower()
+
+
+def test_write_store_from_arrays_round_trips(tmp_path: Path) -> None:
+    from esi.data.store import write_store
+
+    rng = np.random.default_rng(0)
+    sig = rng.normal(0, 0.3, (5, 12, 1000)).astype(np.float32)
+    rows = [{"record_id": f"r{i}", "fold": 1 + i, "labels": {"NORM": 100.0}} for i in range(5)]
+    store = EcgStore(write_store(tmp_path / "s", rows, sig, shard_size=2))
+    assert len(store) == 5 and store.n_samples == 1000 and store.header["n_shards"] == 3
+    np.testing.assert_allclose(store.signals(range(5)), sig, atol=2e-3)
+    assert store.labels(3) == {"NORM": 100.0} and store.conditions(3) == {}
+    assert store.manifest["fold"].tolist() == [1, 2, 3, 4, 5]
+    # streamed shards, and a manifest-only store
+    stream = (sig[k:k + 2] for k in range(0, 5, 2))
+    assert len(EcgStore(write_store(tmp_path / "t", rows, stream))) == 5
+    only = EcgStore(write_store(tmp_path / "m", rows))
+    assert len(only) == 5 and only.header["n_shards"] == 0
+    with pytest.raises(StoreError, match="manifest rows"):
+        write_store(tmp_path / "bad", rows[:4], sig)

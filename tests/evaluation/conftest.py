@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from esi.data.record import LEADS
-from esi.data.store import SCHEMA_VERSION
+from esi.data.store import write_store as esi_write_store
 
 # One SCP statement per superclass, so every PTB-XL task has labels.
 CODES = ("NORM", "IMI", "NDT", "IRBBB", "LVH")
@@ -19,44 +16,9 @@ CODES = ("NORM", "IMI", "NDT", "IRBBB", "LVH")
 
 def write_store(path: Path, signals: np.ndarray, rows: list[dict], fs: int = 500) -> Path:
     """Write a complete store (header, manifest, one shard) from (N, 12, T) signals and manifest rows."""
-    shard = path / "shards" / "shard-00000"
-    shard.mkdir(parents=True)
-    np.save(shard / "signals.npy", signals.astype(np.float16))
-    base = {
-        "source": "ptbxl",
-        "age": 60.0,
-        "sex": "M",
-        "label_system": "scp",
-        "conditions": "{}",
-        "report": "",
-        "path": "",
-        "original_fs": float(fs),
-        "original_n_samples": signals.shape[-1],
-        "window": 0,
-        "padded_samples": 0,
-        "nan_fraction": 0.0,
-        "nan_filled": False,
-        "shard": 0,
-    }
-    manifest = pd.DataFrame([{**base, **r, "row": i} for i, r in enumerate(rows)])
-    manifest.to_parquet(path / "manifest.parquet", index=False)
-    header = {
-        "schema_version": SCHEMA_VERSION,
-        "fs": fs,
-        "n_samples": int(signals.shape[-1]),
-        "duration_s": signals.shape[-1] / fs,
-        "leads": list(LEADS),
-        "dtype": "float16",
-        "units": "mV",
-        "n_records": len(rows),
-        "n_shards": 1,
-        "shards_done": 1,
-        "complete": True,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "test_id": str(path),
-    }
-    (path / "header.json").write_text(json.dumps(header))
-    return path
+    base = {"source": "ptbxl", "age": 60.0, "sex": "M", "label_system": "scp"}
+    return esi_write_store(path, [{**base, **r} for r in rows], signals, fs=fs, shard_size=max(1, len(rows)),
+                           header={"test_id": str(path)})
 
 
 def make_labelled_store(

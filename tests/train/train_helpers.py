@@ -7,20 +7,14 @@ model can learn the pairing: the loss of a short run goes down for a reason, not
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from esi.data.record import LEADS
-from esi.data.store import (
-    MANIFEST_COLUMNS,
-    SCHEMA_VERSION,
-    SIGNAL_DTYPE,
-    atomic_write_json,
-    atomic_write_parquet,
-)
+from esi.data.store import atomic_write_parquet
+from esi.data.store import write_store as write_store_arrays
 
 CLASSES = [
     "sinus rhythm, normal ECG",
@@ -58,31 +52,10 @@ def write_store(path: Path, n: int = 32, *, n_samples: int = N_SAMPLES, shard_si
             "original_n_samples": n_samples, "window": 0, "padded_samples": 0, "nan_fraction": 0.0,
             "nan_filled": False, "unmapped": "[]",
         })
-    path.mkdir(parents=True, exist_ok=True)
-    manifests = []
-    n_shards = max(1, -(-n // shard_size))
-    for k in range(n_shards):
-        lo, hi = k * shard_size, min(n, (k + 1) * shard_size)
-        d = path / "shards" / f"shard-{k:05d}"
-        d.mkdir(parents=True, exist_ok=True)
-        np.save(d / "signals.npy", signals[lo:hi].astype(SIGNAL_DTYPE))
-        m = pd.DataFrame(rows[lo:hi])
-        m["shard"] = k
-        m["row"] = np.arange(hi - lo)
-        m.to_parquet(d / "manifest.parquet", index=False)
-        manifests.append(m)
-    manifest = pd.concat(manifests, ignore_index=True)
-    assert set(MANIFEST_COLUMNS) <= set(manifest.columns)
-    atomic_write_parquet(path / "manifest.parquet", manifest)
-    atomic_write_parquet(path / "rejects.parquet", pd.DataFrame(columns=["record_id", "path", "reason"]))
+    write_store_arrays(path, rows, signals, shard_size=shard_size)
     if quarantine:
         quarantined = pd.DataFrame({"record_id": list(quarantine), "failed": ["test"] * len(quarantine)})
         atomic_write_parquet(path / "quarantine.parquet", quarantined)
-    atomic_write_json(path / "header.json", {
-        "schema_version": SCHEMA_VERSION, "fs": 500, "n_samples": n_samples, "duration_s": n_samples / 500,
-        "leads": list(LEADS), "dtype": SIGNAL_DTYPE, "units": "mV", "preprocess": {}, "plan": {},
-        "n_records": n, "n_rejects": 0, "n_shards": n_shards, "shards_done": n_shards, "complete": True,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
     return path
 
 

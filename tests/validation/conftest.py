@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from esi.data.record import LEADS
-from esi.data.store import SCHEMA_VERSION, atomic_write_json
+from esi.data.store import write_store as esi_write_store
 
 # Wave centre (fraction of the beat), width (s) and amplitudes along x (lead I), y (aVF-ish) and z (V2-ish).
 _WAVES = (  # (centre, width_s, ax, ay, az)
@@ -70,36 +70,8 @@ def manifest_rows(n: int, *, source: str = "ptbxl", seed: int = 0, prefix: str |
 def write_store(path: str | Path, signals: np.ndarray | Iterable[np.ndarray],
                 rows: Sequence[dict[str, Any]], *, fs: int = 500, leads: Sequence[str] = LEADS,
                 shard_size: int = 1000, header: dict[str, Any] | None = None) -> Path:
-    """Write a complete store. ``signals`` is one (N, L, n) array or an iterable of per-shard arrays
-    (streamed, so a large store never sits in memory); ``header`` overrides header fields."""
-    import pandas as pd
-
-    path = Path(path)
-    (path / "shards").mkdir(parents=True, exist_ok=True)
-    chunks = ([signals[k:k + shard_size] for k in range(0, len(signals), shard_size)] or [signals[:0]]
-              if isinstance(signals, np.ndarray) else signals)
-    frames, start, n_samples = [], 0, None
-    for k, chunk in enumerate(chunks):
-        d = path / "shards" / f"shard-{k:05d}"
-        d.mkdir(parents=True, exist_ok=True)
-        np.save(d / "signals.npy", np.asarray(chunk, dtype=np.float16))
-        part = pd.DataFrame(list(rows[start:start + len(chunk)]))
-        part["shard"] = k
-        part["row"] = np.arange(len(part))
-        part.to_parquet(d / "manifest.parquet", index=False)
-        frames.append(part)
-        start += len(chunk)
-        n_samples = chunk.shape[2]
-    manifest = pd.concat(frames, ignore_index=True)
-    manifest.to_parquet(path / "manifest.parquet", index=False)
-    pd.DataFrame(columns=["record_id", "path", "reason"]).to_parquet(path / "rejects.parquet", index=False)
-    head = {"schema_version": SCHEMA_VERSION, "fs": fs, "n_samples": int(n_samples or 5000),
-            "duration_s": (n_samples or 5000) / fs, "leads": list(leads), "dtype": "float16", "units": "mV",
-            "preprocess": {}, "plan": {"source": "test"}, "n_records": int(len(manifest)), "n_rejects": 0,
-            "n_shards": len(frames), "shards_done": len(frames), "complete": True}
-    head.update(header or {})
-    atomic_write_json(path / "header.json", head)
-    return path
+    """Write a complete store (esi.data.store.write_store with this module's argument order)."""
+    return esi_write_store(path, rows, signals, fs=fs, leads=leads, shard_size=shard_size, header=header)
 
 
 @pytest.fixture(scope="session")
