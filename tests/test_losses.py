@@ -124,6 +124,7 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
             f"{out_dir}/rank{rank}.pt",
         )
     finally:
+        dist.barrier()  # gloo aborts a peer still in a collective when the group is torn down under it
         dist.destroy_process_group()
 
 

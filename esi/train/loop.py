@@ -616,7 +616,11 @@ def pretrain(config: PretrainConfig, progress: bool = True) -> PretrainResult:
     config.require_data()
     info = init_distributed(config.device)
     try:
-        return _Trainer(config, info, progress).run()
+        result = _Trainer(config, info, progress).run()
+        # Tearing gloo down while a peer is still in a collective aborts that peer: meet first (success path
+        # only; after an error the ranks have already been told, and a barrier could wait forever).
+        barrier(info)
+        return result
     finally:
         cleanup(info)
 
