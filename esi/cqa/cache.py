@@ -56,15 +56,38 @@ class CaptionCache:
         self.timeout_s = timeout_s
         self._local = threading.local()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            con = self._con()
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute(SCHEMA)
-            con.commit()
-        except sqlite3.DatabaseError as exc:
-            raise DataError(f"the caption cache is not a readable SQLite database: {exc}",
-                            path=str(self.path),
-                            fix="delete the file (it is only a cache) or pass another --cache") from exc
+        self._init_schema()
+
+    def _init_schema(self) -> None:
+        """Switch to WAL and create the table, waiting out other openers.
+
+        SQLite answers a journal-mode change or a schema write with "database is locked" at once, without
+        calling the busy handler, while another connection is doing the same; so a lock here is retried until
+        ``timeout_s`` and only then reported. Any other database error means the file is not a usable cache.
+        """
+        deadline = time.monotonic() + self.timeout_s
+        delay = 0.01
+        while True:
+            try:
+                con = self._con()
+                if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    con.execute("PRAGMA journal_mode=WAL")
+                con.execute(SCHEMA)
+                con.commit()
+                return
+            except sqlite3.OperationalError as exc:
+                locked = "locked" in str(exc) or "busy" in str(exc)
+                if not locked or time.monotonic() >= deadline:
+                    raise DataError(f"the caption cache could not be opened: {exc}", path=str(self.path),
+                                    fix="if another job holds it, wait for it; otherwise delete the file "
+                                        "(it is only a cache) or pass another --cache") from exc
+                self._con().rollback()
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+            except sqlite3.DatabaseError as exc:
+                raise DataError(f"the caption cache is not a readable SQLite database: {exc}",
+                                path=str(self.path),
+                                fix="delete the file (it is only a cache) or pass another --cache") from exc
 
     def _con(self) -> sqlite3.Connection:
         con = getattr(self._local, "con", None)

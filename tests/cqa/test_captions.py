@@ -21,7 +21,7 @@ from esi.cqa.captions import (
 )
 from esi.cqa.knowledge_base import CORPUS_DIR, open_knowledge_base
 from esi.cqa.llm import Generation, OfflineComposer, OpenAIChat
-from esi.errors import KnowledgeBaseError
+from esi.errors import DataError, KnowledgeBaseError
 
 RBBB, AF, SR, LAFB, NORM = "59118001", "164889003", "426783006", "445118002", "164854000"
 
@@ -221,6 +221,40 @@ def test_cache_concurrent_inserts_keep_one_entry(tmp_path):
     assert len(hits) == 30 and hits["sig7"].description.startswith("text 7 from ")
     assert cache.get("sig1", "p2", "gen", "kb1") is None  # another prompt version is another key
     assert cache.put("sig1", "p1", "gen", "kb1", "late writer") is False
+
+
+def test_cache_simultaneous_first_open_waits_for_the_lock(tmp_path):
+    """Many jobs opening a new cache at the same instant all get it (SQLite reports the WAL switch and the
+    schema write as "locked" without waiting; the cache retries those)."""
+    for round_ in range(8):
+        path = tmp_path / f"cache{round_}.sqlite"
+        start = threading.Barrier(8)
+        errors: list[Exception] = []
+
+        def opener(n: int, path=path, start=start, errors=errors) -> None:
+            try:
+                start.wait()
+                cache = CaptionCache(path, timeout_s=20)
+                cache.put(f"sig{n}", "p1", "gen", "kb1", f"text {n}")
+                cache.close()
+            except Exception as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=opener, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        assert len(CaptionCache(path)) == 8
+
+
+def test_cache_rejects_a_file_that_is_not_sqlite(tmp_path):
+    path = tmp_path / "cache.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(DataError, match="not a readable SQLite database") as err:
+        CaptionCache(path)
+    assert str(path) in str(err.value)
 
 
 # --------------------------------------------------------------------------- CLI
