@@ -295,20 +295,14 @@ def evaluate(
         _tick(timings, "linear_probe")
         f_tr, f_va, f_te = embeddings(model, "features", "pretrained")
         results["linear_probe"] = linear_probe(f_tr, y_tr, f_va, y_va, f_te, y_te, bench.class_names, **lp_kw)
+
+    def run_finetune(encoder_model: Any, label: str) -> dict:
+        return finetune(encoder_model, store, (tr_idx, y_tr), (va_idx, y_va), (te_idx, y_te), bench.class_names,
+                        config=ft_cfg, n_bootstrap=n_bootstrap, progress=progress, label=label)
+
     if "finetune" in mode_list:
         _tick(timings, "finetune")
-        results["finetune"] = finetune(
-            model,
-            store,
-            (tr_idx, y_tr),
-            (va_idx, y_va),
-            (te_idx, y_te),
-            bench.class_names,
-            config=ft_cfg,
-            n_bootstrap=n_bootstrap,
-            progress=progress,
-            label="fine-tune",
-        )
+        results["finetune"] = run_finetune(model, "fine-tune")
     if "baselines" in mode_list:
         _tick(timings, "baselines")
         fresh = random_init_like(model, seed)
@@ -316,18 +310,7 @@ def evaluate(
         results["linear_probe_random_init"] = linear_probe(
             r_tr, y_tr, r_va, y_va, r_te, y_te, bench.class_names, **lp_kw
         )
-        results["supervised_scratch"] = finetune(
-            fresh,
-            store,
-            (tr_idx, y_tr),
-            (va_idx, y_va),
-            (te_idx, y_te),
-            bench.class_names,
-            config=ft_cfg,
-            n_bootstrap=n_bootstrap,
-            progress=progress,
-            label="from scratch",
-        )
+        results["supervised_scratch"] = run_finetune(fresh, "from scratch")
     if "identification" in mode_list:
         _tick(timings, "identification")
         seg = identification_segment_s or SEGMENT_SECONDS.get(benchmark, 5.0)
