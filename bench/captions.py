@@ -23,7 +23,7 @@ def synthetic_manifest_store(path: Path, n_records: int, records_per_subject: in
     """Write a manifest-only store of ``n_records`` synthetic records; returns label statistics."""
     import numpy as np
 
-    from esi.cqa.harmonize import harmonize
+    from esi.conditions.harmonize import harmonize
     from esi.data.store import EcgStore, write_store
     from esi.data.synthetic import generate_labels, make_subject
 

@@ -36,8 +36,8 @@ def harmonize_cmd(mimic_statements: Path = typer.Option(
                   verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging")) -> None:
     """Map each statement to conditions with certainty (or a non-diagnostic class); print the coverage."""
     setup_logging(verbose)
-    from esi.cqa.mimic_rules import coverage, map_statement
-    from esi.cqa.vocabulary import load_vocabulary
+    from esi.conditions.mimic_rules import coverage, map_statement
+    from esi.conditions.vocabulary import load_vocabulary
 
     vocab = load_vocabulary()
     statements = _read_statements(mimic_statements)
@@ -82,7 +82,7 @@ def conditions_cmd(category: str = typer.Option(None, help="only this category: 
                                                            "morphology | ischaemia | other"),
                    json_out: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """List the condition vocabulary (id, abbreviation, category, name)."""
-    from esi.cqa.vocabulary import CATEGORIES, load_vocabulary
+    from esi.conditions.vocabulary import CATEGORIES, load_vocabulary
     from esi.errors import ConfigError
 
     if category is not None and category not in CATEGORIES:

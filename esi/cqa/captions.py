@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any
 from esi.errors import DataError, LLMError
 
 if TYPE_CHECKING:
+    from esi.conditions.vocabulary import Vocabulary
     from esi.cqa.knowledge_base import KnowledgeBase, MentionFinder, Passage
     from esi.cqa.llm import DescriptionGenerator, Generation, GenerationRequest
-    from esi.cqa.vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +253,7 @@ def _manifest_rows(store: Any, limit: int | None) -> list[dict[str, Any]]:
             raw = rec.get("unmapped")
             unmapped = json.loads(raw) if isinstance(raw, str) and raw else list(raw or [])
         else:  # an older store: harmonise again to recover the statements the vocabulary does not know
-            from esi.cqa.harmonize import harmonize
+            from esi.conditions.harmonize import harmonize
 
             labels = json.loads(rec["labels"]) if isinstance(rec.get("labels"), str) and rec["labels"] else {}
             unmapped = harmonize(rec.get("label_system") or "none", labels, rec.get("report")).unmapped
@@ -286,9 +286,9 @@ def caption_store(store_path: str | Path, out_path: str | Path, *, kb_dir: str |
     import pandas as pd
     from tqdm import tqdm
 
+    from esi.conditions.vocabulary import load_vocabulary
     from esi.cqa.cache import CaptionCache
     from esi.cqa.prompts import PROMPT_VERSION
-    from esi.cqa.vocabulary import load_vocabulary
     from esi.data.store import EcgStore, atomic_write_parquet
     from esi.settings import get_settings
 

@@ -151,9 +151,9 @@ class MentionFinder:
 
     @classmethod
     def from_vocabulary(cls, vocab: Any = None) -> MentionFinder:
-        """Build from the condition vocabulary (``esi.cqa.vocabulary.load_vocabulary()`` by default)."""
+        """Build from the condition vocabulary (``esi.conditions.vocabulary.load_vocabulary()`` by default)."""
         if vocab is None:
-            from esi.cqa.vocabulary import load_vocabulary
+            from esi.conditions.vocabulary import load_vocabulary
 
             vocab = load_vocabulary()
         entries = []

@@ -52,7 +52,7 @@ class PrepareSummary:
 
 def _harmonizer():
     """The label harmoniser of the CQA vocabulary (import kept local: workers import it once)."""
-    from esi.cqa.harmonize import harmonize
+    from esi.conditions.harmonize import harmonize
 
     return harmonize
 

@@ -52,7 +52,7 @@ def _num(value: Any) -> float | None:
 
 
 def _condition_names(conditions: Counter[str]) -> dict[str, str]:
-    from esi.cqa.vocabulary import load_vocabulary
+    from esi.conditions.vocabulary import load_vocabulary
 
     vocab = load_vocabulary()
     out = {}

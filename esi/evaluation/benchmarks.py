@@ -484,7 +484,7 @@ def custom_benchmark(
         )
     texts: dict[str, list[str]] = {}
     try:
-        from esi.cqa.vocabulary import load_vocabulary
+        from esi.conditions.vocabulary import load_vocabulary
 
         vocab = load_vocabulary()
         for c in classes:

@@ -48,8 +48,8 @@ def corpus_sentences(condition_id: str, corpus_dir: str | None = None) -> dict[s
 
 def _condition_ids(code: str, text: str | None, label_system: str) -> list[str]:
     """Condition ids a raw label maps to: harmonisation first, then vocabulary look-ups of code and text."""
-    from esi.cqa.harmonize import harmonize
-    from esi.cqa.vocabulary import load_vocabulary
+    from esi.conditions.harmonize import harmonize
+    from esi.conditions.vocabulary import load_vocabulary
 
     system = label_system if label_system in ("scp", "snomed", "icbeb") else "scp"
     ids = list(harmonize(system, {code: 100.0}).conditions)  # an unknown code comes back unmapped, no error

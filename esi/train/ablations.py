@@ -72,7 +72,7 @@ def plain_captions(store_path: str | Path, out: str | Path) -> Path:
     """Captions without the knowledge base: the record's condition names, then age and sex."""
     import pandas as pd
 
-    from esi.cqa.vocabulary import load_vocabulary
+    from esi.conditions.vocabulary import load_vocabulary
     from esi.data.store import EcgStore, atomic_write_parquet
 
     vocab = load_vocabulary()

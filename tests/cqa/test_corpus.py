@@ -1,6 +1,6 @@
 """Checks on the Cardio Query Assistant knowledge base (esi/cqa/corpus/*.md).
 
-Every condition in esi/cqa/data/conditions.csv must have exactly one markdown document whose
+Every condition in esi/conditions/data/conditions.csv must have exactly one markdown document whose
 front matter agrees with the CSV, whose body has the five fixed sections in order, and whose
 "Diagnostic criteria" / "Waveform features" sections are concrete enough for the offline caption
 composer (bullets written as full sentences, with numbers and units for ECG conditions).
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CSV_PATH = ROOT / "esi" / "cqa" / "data" / "conditions.csv"
+CSV_PATH = ROOT / "esi" / "conditions" / "data" / "conditions.csv"
 CORPUS_DIR = ROOT / "esi" / "cqa" / "corpus"
 
 SECTIONS = [

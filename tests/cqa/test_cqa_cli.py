@@ -8,8 +8,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from esi.cli import app
-from esi.cqa.mimic_rules import coverage
-from esi.cqa.vocabulary import load_vocabulary
+from esi.conditions.mimic_rules import coverage
+from esi.conditions.vocabulary import load_vocabulary
 
 MIMIC_DEV = Path(__file__).resolve().parents[1] / "fixtures" / "real" / "mimic_statements"
 MIMIC_DEV = MIMIC_DEV / "statements_dev.txt"

@@ -56,7 +56,7 @@ def test_scores_are_cosines() -> None:
 
 def test_corpus_sentences_found_for_project_ids() -> None:
     """Conditions without a SNOMED id ('esi:...') have their corpus file under 'esi_...md'."""
-    from esi.cqa.vocabulary import load_vocabulary
+    from esi.conditions.vocabulary import load_vocabulary
     from esi.evaluation.zeroshot import corpus_sentences
 
     missing = [cid for cid in load_vocabulary().ids() if not corpus_sentences(cid).get("Diagnostic criteria")]

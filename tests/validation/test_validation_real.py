@@ -52,7 +52,7 @@ def test_real_sample_records_pass(real_dir: Path, tmp_path: Path, storekit) -> N
 
 def test_prepared_ptbxl_store_passes(real_dir: Path, tmp_path: Path) -> None:
     """The full path: esi.data.prepare on the real PTB-XL samples, then validation."""
-    pytest.importorskip("esi.cqa.harmonize")
+    pytest.importorskip("esi.conditions.harmonize")
     from esi.data.prepare import prepare
 
     summary = prepare("ptbxl", real_dir / "ptbxl", tmp_path / "store", progress=False)
@@ -63,7 +63,7 @@ def test_prepared_ptbxl_store_passes(real_dir: Path, tmp_path: Path) -> None:
 
 def test_synthetic_generator_store_passes(tmp_path: Path) -> None:
     """The synthetic generator -> prepare -> validation: no critical failure, nothing quarantined."""
-    pytest.importorskip("esi.cqa.harmonize")
+    pytest.importorskip("esi.conditions.harmonize")
     from esi.data.prepare import prepare
     from esi.data.synthetic import generate_dataset
 

@@ -5,7 +5,7 @@ same corpus gives the same file. Contents, in order: BERT special tokens; single
 letters, digits, punctuation) and their ``##`` continuations, so any lowercase ASCII text tokenises without
 [UNK]; common suffix pieces; words of ECG captions (demographics, leads, waveform terms); and the most
 frequent words of the project's knowledge corpus (esi/cqa/corpus) and condition names
-(esi/cqa/data/conditions.csv).
+(esi/conditions/data/conditions.csv).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The condition vocabulary: one id per ECG condition (a SNOMED CT concept id, else ``esi:<name>``).
 
 Every label system (PTB-XL SCP codes, Challenge SNOMED codes, ICBEB classes, MIMIC report statements) is
-mapped into these ids by :mod:`esi.cqa.harmonize`; captions, the knowledge corpus and zero-shot evaluation
+mapped into these ids by :mod:`esi.conditions.harmonize`; captions, the knowledge corpus and zero-shot evaluation
 use them.
 """
 
@@ -126,7 +126,7 @@ class Vocabulary:
 def _read_conditions(path: Path) -> list[Condition]:
     if not path.exists():
         raise VocabularyError(f"vocabulary file not found: {path}; fix: reinstall esi (it ships "
-                              "esi/cqa/data/conditions.csv)")
+                              "esi/conditions/data/conditions.csv)")
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         missing = [c for c in _COLUMNS if c not in (reader.fieldnames or [])]

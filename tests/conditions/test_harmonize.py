@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from esi.cqa.harmonize import (
+from esi.conditions.harmonize import (
     Harmonized,
     harmonize,
     icbeb_table,
@@ -18,8 +18,8 @@ from esi.cqa.harmonize import (
     split_report,
     unmapped_counts,
 )
-from esi.cqa.mimic_rules import QUALIFIER_CERTAINTY, coverage, map_statement
-from esi.cqa.vocabulary import load_vocabulary
+from esi.conditions.mimic_rules import QUALIFIER_CERTAINTY, coverage, map_statement
+from esi.conditions.vocabulary import load_vocabulary
 from esi.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -161,7 +161,7 @@ def test_none_and_empty_and_bad_system() -> None:
 
 def test_mapping_tables_are_read_once_not_per_record() -> None:
     """harmonize runs once per record of million-record archives: the mapping CSVs must be parsed once."""
-    from esi.cqa import harmonize as module
+    from esi.conditions import harmonize as module
 
     module.scp_table.cache_clear()
     labels = {"NORM": 100.0, "SR": 0.0, "IMI": 35.0, "LAFB": 100.0}

@@ -437,7 +437,7 @@ def _vocabulary_phrases() -> list[tuple[str, tuple[str, ...]]]:
     Only multi-word terms are used: single words ("normal", "infarct") and abbreviations are too ambiguous in
     free text and are handled by the lexicon above, with their context rules.
     """
-    from esi.cqa.vocabulary import load_vocabulary, normalize_text
+    from esi.conditions.vocabulary import load_vocabulary, normalize_text
 
     phrases: dict[str, tuple[str, ...]] = {}
     for cond in load_vocabulary():

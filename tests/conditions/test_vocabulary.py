@@ -6,7 +6,7 @@ import csv
 
 import pytest
 
-from esi.cqa.vocabulary import (
+from esi.conditions.vocabulary import (
     CATEGORIES,
     CONDITIONS_CSV,
     Condition,

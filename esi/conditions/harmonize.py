@@ -6,7 +6,7 @@ Label systems:
 - ``snomed``: SNOMED CT codes of the PhysioNet/CinC Challenge 2020/2021 headers (certainty 1.0). A code that
   is a condition id maps to itself; codes the Challenge scores as equivalent are in ``data/snomed_map.csv``.
 - ``icbeb``: the 9 CPSC 2018 classes, by name or by number 1..9 (``data/icbeb_map.csv``).
-- ``mimic``: MIMIC-IV-ECG machine-report statements, mapped by the rules of :mod:`esi.cqa.mimic_rules`.
+- ``mimic``: MIMIC-IV-ECG machine-report statements, mapped by the rules of :mod:`esi.conditions.mimic_rules`.
 - ``none``: no labels.
 
 An unknown code or statement never raises: it goes to ``Harmonized.unmapped`` (logged at debug level and
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from esi.cqa.vocabulary import DATA_DIR, load_vocabulary
+from esi.conditions.vocabulary import DATA_DIR, load_vocabulary
 from esi.errors import ConfigError, VocabularyError
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def _read_map(path: Path, key_column: str, *, fold_case: bool = False) -> dict[s
     """Read a mapping CSV (key, condition_ids joined by '|', note); check every id against the vocabulary."""
     vocab = load_vocabulary()
     if not path.exists():
-        raise VocabularyError(f"mapping file not found: {path}; fix: reinstall esi (it ships esi/cqa/data/)")
+        raise VocabularyError(f"mapping file not found: {path}; fix: reinstall esi (it ships esi/conditions/data/)")
     table: dict[str, tuple[str, ...]] = {}
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
@@ -165,7 +165,7 @@ def _harmonize_codes(system: str, labels: Mapping[str, float], out: Harmonized) 
 
 
 def _harmonize_statements(statements: Iterable[str], out: Harmonized) -> None:
-    from esi.cqa.mimic_rules import map_statement
+    from esi.conditions.mimic_rules import map_statement
 
     previous: str | None = None
     for statement in statements:
