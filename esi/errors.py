@@ -72,3 +72,27 @@ class TrainingError(EsiError):
 
 class EvaluationError(EsiError):
     """A benchmark or evaluation mode cannot run on the given data."""
+
+
+class RegistryError(EsiError):
+    """A registered model is missing, has no such alias/version, or its artifacts fail their digest check."""
+
+
+class PromotionRefused(EsiError):
+    """A promotion gate failed: the alias stays where it was."""
+
+
+class ServingError(EsiError):
+    """The service or the bento cannot be built or started (missing model in the store, bad build config)."""
+
+
+class RequestError(EsiError, ValueError):
+    """A request to the service is malformed: the message says which field and the accepted range (HTTP 4xx)."""
+
+
+class LockedError(EsiError):
+    """Another process holds the lock of an output (one writer per store / score output)."""
+
+
+class PipelineError(EsiError):
+    """A Kubeflow pipeline, component or cluster job failed, timed out, or cannot be compiled or submitted."""
