@@ -1,19 +1,26 @@
-"""Throughput of ``esi data prepare`` against a plain ``wfdb.rdsamp`` loop on the same records.
+"""Throughput of ``esi data prepare`` against a plain ``wfdb.rdsamp`` loop, before and after, in one run.
 
-Generates N synthetic records (PTB-XL layout, default 2 000) once, then runs, each in its own process so the
-peak memory (ru_maxrss) belongs to that method alone:
+Generates N synthetic records (PTB-XL layout, default 2 000) once, then runs each method in its own process
+(so the peak memory, ru_maxrss, belongs to that method alone):
   - rdsamp: a loop of ``wfdb.rdsamp`` over every record (read only: the floor any converter pays);
+  - read: ESI's record reader alone (``reader.read`` over every reference: header parsing, checks, scaling,
+    lead order), the path the input checks sit on;
   - prepare: ``esi.data.prepare.prepare`` (read + resample + filter + harmonise labels + write the store),
     in-process and with worker processes.
-Prints records/second and peak memory side by side.
+"before" is the same methods on the ``esi`` package of a git revision (default HEAD, extracted with
+``git archive`` into the work folder and put first on PYTHONPATH), "after" the working tree. Methods
+alternate before/after and each runs ``--repeat`` times (best kept), so both see the same machine load.
+The machine may be shared: compare the ratios of one run (vs rdsamp, after/before), not absolute figures
+across runs.
 
-    python bench/data_prepare.py [--records 2000] [--workers 2] [--work DIR]
+    python bench/data_prepare.py [--records 2000] [--workers 2] [--before HEAD] [--repeat 2] [--work DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -21,8 +28,12 @@ import tempfile
 import time
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 def _one(method: str, root: Path, out: Path, workers: int) -> dict:
+    import esi
+
     t0 = time.perf_counter()
     if method == "rdsamp":
         import pandas as pd
@@ -33,6 +44,14 @@ def _one(method: str, root: Path, out: Path, workers: int) -> dict:
         for name in db["filename_hr"]:
             wfdb.rdsamp(str(root / name))
             n += 1
+    elif method == "read":
+        from esi.data.readers import get_reader
+
+        reader = get_reader("ptbxl")
+        n = 0
+        for ref in reader.list_refs(root):
+            reader.read(ref)
+            n += 1
     else:
         from esi.data.prepare import prepare
 
@@ -42,15 +61,37 @@ def _one(method: str, root: Path, out: Path, workers: int) -> dict:
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return {"method": method, "workers": workers, "records": n, "seconds": dt, "records_per_s": n / dt,
-            "peak_rss_mb": peak_kb / 1024, "peak_child_rss_mb": child_kb / 1024}
+            "peak_rss_mb": peak_kb / 1024, "peak_child_rss_mb": child_kb / 1024, "esi": str(Path(esi.__file__).parent)}
+
+
+def _extract(rev: str, work: Path) -> Path:
+    """The ``esi`` package of git revision ``rev``, extracted under ``work``."""
+    dest = work / f"esi-{rev.replace('/', '_')}"
+    if not (dest / "esi" / "__init__.py").exists():
+        dest.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", rev, "esi"], check=True, capture_output=True)
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    return dest
+
+
+def _run(method: str, workers: int, root: Path, out: Path, pythonpath: Path | None) -> dict:
+    env = dict(os.environ)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath) + os.pathsep + env.get("PYTHONPATH", "")
+    cmd = [sys.executable, __file__, "--one", method, "--root", str(root), "--out", str(out),
+           "--workers", str(workers)]
+    res = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env, cwd=str(out.parent))
+    return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--records", type=int, default=2000)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--before", default="HEAD", help="git revision to compare with ('' to skip)")
+    ap.add_argument("--repeat", type=int, default=2, help="runs per method (the best is kept)")
     ap.add_argument("--work", type=Path, default=None, help="work folder (default: a temporary one)")
-    ap.add_argument("--one", choices=["rdsamp", "prepare"], help=argparse.SUPPRESS)
+    ap.add_argument("--one", choices=["rdsamp", "read", "prepare"], help=argparse.SUPPRESS)
     ap.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -60,33 +101,46 @@ def main() -> None:
 
     work = args.work or Path(tempfile.mkdtemp(prefix="esi-bench-prepare-"))
     root = work / "synthetic"
-    from esi.data.synthetic import generate_dataset
+    if not (root / "ptbxl_database.csv").exists():
+        from esi.data.synthetic import generate_dataset
 
-    subjects = max(1, args.records // 5)
-    t0 = time.perf_counter()
-    generate_dataset(root, subjects=subjects, records_per_subject=args.records // subjects, seed=0,
-                     workers=args.workers, progress=False)
-    gen_s = time.perf_counter() - t0
-    print(f"generated {args.records} synthetic records in {gen_s:.1f} s "
-          f"({args.records / gen_s:.1f} records/s, "
-          f"{args.workers} workers) -> {root}")
-
-    rows = []
-    for method, workers in (("rdsamp", 0), ("prepare", 0), ("prepare", args.workers)):
-        cmd = [sys.executable, __file__, "--one", method, "--root", str(root), "--out",
-               str(work / f"store-{workers}"), "--workers", str(workers)]
-        res = subprocess.run(cmd, check=True, capture_output=True, text=True)
-        rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
-
+        subjects = max(1, args.records // 5)
+        t0 = time.perf_counter()
+        generate_dataset(root, subjects=subjects, records_per_subject=args.records // subjects, seed=0,
+                         workers=args.workers, progress=False)
+        gen_s = time.perf_counter() - t0
+        print(f"generated {args.records} synthetic records in {gen_s:.1f} s ({args.records / gen_s:.1f} records/s, "
+              f"{args.workers} workers) -> {root}")
+    versions = [("after", None)]
+    if args.before:
+        versions.insert(0, (f"before ({args.before})", _extract(args.before, work)))
+    plan = [("rdsamp", 0, "", None)]
+    for method, workers in (("read", 0), ("prepare", 0), ("prepare", args.workers)):
+        plan += [(method, workers, label, path) for label, path in versions]
+    best: dict[tuple, dict] = {}
+    for _ in range(max(1, args.repeat)):
+        for method, workers, label, path in plan:
+            out = work / f"store-{method}-{workers}-{'before' if path else 'after'}"
+            r = _run(method, workers, root, out, path) | {"version": label}
+            key = (method, workers, label)
+            if key not in best or r["records_per_s"] > best[key]["records_per_s"]:
+                best[key] = r
+    rows = [best[(m, w, label)] for m, w, label, _ in plan]
     base = rows[0]["records_per_s"]
-    print(f"\n{'method':<22}{'records':>9}{'seconds':>10}{'records/s':>11}{'vs rdsamp':>11}{'peak MB':>10}"
-          f"{'workers MB':>12}")
+    print(f"\n{'method':<44}{'records':>8}{'seconds':>9}{'rec/s':>9}{'vs rdsamp':>11}{'vs before':>11}"
+          f"{'peak MB':>9}{'workers MB':>12}")
     for r in rows:
-        label = r["method"] + (f" ({r['workers']} workers)" if r["workers"] else "")
-        print(f"{label:<22}{r['records']:>9}{r['seconds']:>10.1f}{r['records_per_s']:>11.1f}"
-              f"{r['records_per_s'] / base:>11.2f}{r['peak_rss_mb']:>10.0f}{r['peak_child_rss_mb']:>12.0f}")
-    print("\nrdsamp only reads; prepare also resamples, filters, harmonises labels and writes "
-          "float16 shards.")
+        label = r["method"] + (f" ({r['workers']} workers)" if r["workers"] else "") + (
+            f", {r['version']}" if r["version"] else "")
+        before = best.get((r["method"], r["workers"], versions[0][0])) if len(versions) > 1 else None
+        vs = (f"{r['records_per_s'] / before['records_per_s']:>11.2f}" if before and r["version"] == "after"
+              else f"{'':>11}")
+        print(f"{label:<44}{r['records']:>8}{r['seconds']:>9.1f}{r['records_per_s']:>9.1f}"
+              f"{r['records_per_s'] / base:>11.2f}{vs}{r['peak_rss_mb']:>9.0f}{r['peak_child_rss_mb']:>12.0f}")
+    print(f"\nbest of {args.repeat} per method, methods interleaved; cores: {os.cpu_count()}, "
+          f"load average {os.getloadavg()[0]:.1f} (a shared machine: compare ratios within this run)")
+    print("rdsamp and read only read; prepare also resamples, filters, harmonises labels and writes float16 "
+          "shards. 'read' is where the input checks sit: its after/before ratio is their cost.")
 
 
 if __name__ == "__main__":

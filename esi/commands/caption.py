@@ -23,11 +23,15 @@ def caption(store: Path = typer.Argument(..., help="store folder (from 'esi data
     """Write a caption for every record of STORE; waveform descriptions are cached per condition signature."""
     setup_logging()
     from esi.cqa.captions import caption_store
+    from esi.data.lock import exclusive_lock
+    from esi.data.store import open_store
 
     if backend not in (None, "offline", "openai"):
         raise typer.BadParameter(f"--backend {backend!r}: use offline or openai")
-    s = caption_store(store, out, kb_dir=kb_dir, backend=backend, plain=plain, cache_path=cache,
-                      progress=not quiet, limit=limit)
+    open_store(store).require_records("captions")  # an empty or broken store: say so before loading models
+    with exclusive_lock(out, "esi caption"):
+        s = caption_store(store, out, kb_dir=kb_dir, backend=backend, plain=plain, cache_path=cache,
+                          progress=not quiet, limit=limit)
     typer.echo(f"records: {s.records}, distinct signatures: {s.signatures}, LLM calls: {s.llm_calls}, "
                f"cache hits: {s.cache_hits}, tokens: {s.tokens}, flagged: {s.flagged}")
     typer.echo(f"  without conditions: {s.no_conditions}, unmapped statements kept as text: "

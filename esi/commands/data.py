@@ -40,12 +40,18 @@ def prepare_cmd(source: str = typer.Option(..., help="ptbxl | challenge | icbeb 
                 window: str = typer.Option("first", help="first | center | all windows of longer records"),
                 highpass: float = typer.Option(0.5, help="baseline-wander high-pass (Hz); 0 to skip"),
                 lowpass: float = typer.Option(100.0, help="low-pass (Hz); 0 to skip"),
-                rate: str = typer.Option("auto", help="PTB-XL only: 500, 100 or auto"),
+                rate: str = typer.Option("auto", help="sampling rate: auto (each header's) or HZ to force it "
+                                         "(PTB-XL: 500 or 100, which also picks records500/ or records100/)"),
                 shard_size: int = typer.Option(1000, min=1, help="records per shard"),
                 workers: int = typer.Option(-1, help="worker processes (-1: ESI_NUM_WORKERS)"),
                 shard: str = typer.Option(None, help="process only shards k with k %% n == i, as i/n"),
                 limit: int = typer.Option(None, min=1, help="only the first N records"),
-                overwrite: bool = typer.Option(False, "--overwrite", help="rebuild an existing store"),
+                overwrite: bool = typer.Option(False, "--overwrite", help="delete and rebuild the ESI store at "
+                                               "--out (never a folder that is not an ESI store)"),
+                resume: bool = typer.Option(False, "--resume", help="continue or repair the store at --out "
+                                            "(re-running the same command resumes too)"),
+                wait: float = typer.Option(0.0, "--wait", min=0, help="seconds to wait while another command "
+                                           "writes --out (default: stop at once)"),
                 quiet: bool = typer.Option(False, "--quiet", help="no progress bar")) -> None:
     """Convert a dataset into a store (resumable: finished shards are skipped when re-run)."""
     setup_logging()
@@ -55,12 +61,11 @@ def prepare_cmd(source: str = typer.Option(..., help="ptbxl | challenge | icbeb 
 
     config = PreprocessConfig(fs=fs, duration_s=duration, window=window, highpass_hz=highpass or None,
                               lowpass_hz=lowpass or None)
-    options = {"rate": rate} if source == "ptbxl" else {}
     n_workers = get_settings().num_workers if workers < 0 else workers
     s = prepare(source, root, out, config=config, shard_size=shard_size, workers=n_workers,
-                shard=parse_shard(shard), limit=limit, overwrite=overwrite, progress=not quiet,
-                reader_options=options)
-    typer.echo(f"records read: {s.records_seen} ({s.records_per_s:.1f}/s), "
+                shard=parse_shard(shard), limit=limit, overwrite=overwrite, resume=resume, progress=not quiet,
+                reader_options={"rate": rate}, lock_timeout=wait)
+    typer.echo(f"records found: {s.records_seen} ({s.records_per_s:.1f}/s), "
                f"shards done now: {s.shards_done_now}, skipped (already done): {s.shards_skipped}, "
                f"of {s.shards_total}")
     if s.complete:

@@ -139,6 +139,10 @@ def pretrain_cmd(
     if no_mlflow:
         changes["mlflow"] = False
     cfg = base.replace(**changes)
+    if cfg.store and not save_config:
+        from esi.data.store import open_store
+
+        open_store(cfg.store).require_records("pretraining")  # StoreError (exit 2) before any model loads
     if save_config:
         cfg.to_json(save_config)
         typer.echo(f"wrote {save_config}")

@@ -6,6 +6,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from fractions import Fraction
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -52,6 +53,8 @@ def fill_nans(signal: np.ndarray) -> tuple[np.ndarray, float]:
 
     Returns the filled signal and the fraction of samples that were missing.
     """
+    if np.isfinite(signal.sum()):  # one pass for the common case; a NaN or inf anywhere makes the sum non-finite
+        return signal, 0.0
     mask = ~np.isfinite(signal)
     frac = float(mask.mean()) if signal.size else 0.0
     if not mask.any():
@@ -74,23 +77,54 @@ def resample(signal: np.ndarray, fs_in: float, fs_out: int) -> np.ndarray:
     return resample_poly(signal, ratio.numerator, ratio.denominator, axis=1)
 
 
-def bandpass(signal: np.ndarray, fs: float, highpass_hz: float | None, lowpass_hz: float | None,
-             order: int = 2) -> np.ndarray:
-    """Zero-phase Butterworth high-pass and/or low-pass filtering along time."""
-    from scipy.signal import butter, sosfiltfilt
+@lru_cache(maxsize=64)
+def _design(fs: float, highpass_hz: float | None, lowpass_hz: float | None, order: int
+            ) -> tuple[np.ndarray, np.ndarray] | None:
+    """(sos, steady-state zi) of the band-pass, designed once per setting: the design costs more than
+    filtering one record, and every record of a store shares it."""
+    from scipy.signal import butter, sosfilt_zi
 
     nyq = fs / 2.0
     lowpass_hz = None if lowpass_hz is None or lowpass_hz >= 0.95 * nyq else lowpass_hz
     if highpass_hz is None and lowpass_hz is None:
-        return signal
+        return None
     if highpass_hz is not None and lowpass_hz is not None:
         sos = butter(order, [highpass_hz, lowpass_hz], btype="bandpass", fs=fs, output="sos")
     elif highpass_hz is not None:
         sos = butter(order, highpass_hz, btype="highpass", fs=fs, output="sos")
     else:
         sos = butter(order, lowpass_hz, btype="lowpass", fs=fs, output="sos")
+    zi = sosfilt_zi(sos)
+    sos.flags.writeable = zi.flags.writeable = False
+    return sos, zi
+
+
+def _sosfiltfilt(sos: np.ndarray, zi: np.ndarray, x: np.ndarray, padlen: int) -> np.ndarray:
+    """scipy.signal.sosfiltfilt(sos, x, axis=1, padlen=padlen) (odd extension), with the design's zi reused."""
+    from scipy.signal import sosfilt
+
+    if padlen > 0:
+        ext = np.concatenate((2 * x[:, :1] - x[:, padlen:0:-1], x,
+                              2 * x[:, -1:] - x[:, -2:-(padlen + 2):-1]), axis=1)
+    else:
+        ext = x
+    z = zi[:, None, :]  # (sections, 1, 2): broadcast over leads
+    sos = sos.copy()  # scipy wants a writable buffer; the cached design stays read-only
+    y, _ = sosfilt(sos, ext, axis=1, zi=z * ext[None, :, :1])
+    y, _ = sosfilt(sos, y[:, ::-1], axis=1, zi=z * y[None, :, -1:])
+    y = y[:, ::-1]
+    return y[:, padlen:-padlen] if padlen > 0 else y
+
+
+def bandpass(signal: np.ndarray, fs: float, highpass_hz: float | None, lowpass_hz: float | None,
+             order: int = 2) -> np.ndarray:
+    """Zero-phase Butterworth high-pass and/or low-pass filtering along time."""
+    design = _design(float(fs), highpass_hz, lowpass_hz, int(order))
+    if design is None:
+        return signal
+    sos, zi = design
     padlen = min(signal.shape[1] - 1, 3 * (2 * len(sos) + 1) * 10)
-    return sosfiltfilt(sos, signal, axis=1, padlen=max(padlen, 0))
+    return _sosfiltfilt(sos, zi, signal, max(padlen, 0))
 
 
 def windows(signal: np.ndarray, n: int, policy: str) -> list[tuple[int, np.ndarray, int]]:
@@ -117,11 +151,12 @@ def preprocess(record: EcgRecord, config: PreprocessConfig) -> list[EcgRecord]:
     """
     if record.duration_s < config.min_duration_s:
         raise RecordReadError(f"record {record.record_id} lasts {record.duration_s:.2f} s, below the "
-                              f"{config.min_duration_s} s minimum", path=record.path, field="sig_len")
+                              f"{config.min_duration_s} s minimum", path=record.meta.get("file") or record.path,
+                              field="sig_len")
     signal, nan_frac = fill_nans(record.signal.astype(np.float64))
     if nan_frac > config.max_nan_fraction:
         raise RecordReadError(f"record {record.record_id}: {nan_frac:.0%} of samples are missing (NaN)",
-                              path=record.path, field="signal",
+                              path=record.meta.get("file") or record.path, field="signal",
                               fix=f"raise max_nan_fraction above {config.max_nan_fraction} to keep it")
     signal = resample(signal, record.fs, config.fs)
     signal = bandpass(signal, config.fs, config.highpass_hz, config.lowpass_hz, config.filter_order)

@@ -81,6 +81,17 @@ def normalize_age(value: Any) -> float | None:
     return age
 
 
+AGE_RANGE = (0.0, 120.0)  # years; outside it an age is a coding (PTB-XL writes 300 for > 89) or a typo
+
+
+def checked_age(value: Any) -> tuple[float | None, list[str]]:
+    """(age or None, flags): an age outside :data:`AGE_RANGE` becomes None with flag 'age_out_of_range=<value>'."""
+    age = normalize_age(value)
+    if age is not None and not AGE_RANGE[0] <= age <= AGE_RANGE[1]:
+        return None, [f"age_out_of_range={age:g}"]
+    return age, []
+
+
 @dataclass
 class EcgRecord:
     """One ECG: ``signal`` is float32 (12, n_samples) in mV, leads in :data:`LEADS` order, sampled at ``fs`` Hz."""

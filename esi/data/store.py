@@ -10,7 +10,9 @@ Layout::
       shards/shard-00000/    signals.npy (N, 12, n_samples) float16, manifest.parquet, rejects.parquet
 
 Every file is written to a temporary name first and renamed, so a crash never leaves a half-written file
-that looks complete. Readers refuse a store of another schema version.
+that looks complete, and every file gets the same permission mode (0666 less the umask). Readers refuse a
+store of another schema version, and any unreadable part of a store (header, plan, manifest, shard) is a
+StoreError that names the file, says what is wrong and how to repair it.
 """
 
 from __future__ import annotations
@@ -33,12 +35,22 @@ if TYPE_CHECKING:
     import pandas as pd
 
 SCHEMA_VERSION = 1
+STORE_FORMAT = "esi-store"  # header.json 'format': the proof that a folder is an ESI store (--overwrite)
 SIGNAL_DTYPE = "float16"
 MANIFEST_COLUMNS = (
     "record_id", "source", "subject_id", "age", "sex", "fold", "label_system", "labels", "conditions",
     "report", "path", "original_fs", "original_n_samples", "window", "padded_samples", "nan_fraction",
     "nan_filled", "shard", "row",
 )
+
+
+def _file_mode() -> int:
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+FILE_MODE = _file_mode()  # what open() gives a new file; mkstemp's 0600 would differ from np.save's files
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -49,6 +61,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+            os.fchmod(fh.fileno(), FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -79,18 +92,55 @@ class EcgStore:
             raise DatasetNotFoundError(
                 f"no ESI store at {self.path} (header.json missing); create one with "
                 "'esi data prepare --source SOURCE --root DIR --out STORE'")
-        self.header: dict[str, Any] = json.loads(header_path.read_text())
+        self.header: dict[str, Any] = read_header(self.path)
         version = self.header.get("schema_version")
         if version != SCHEMA_VERSION:
             raise StoreError(f"store {self.path} has schema version {version}, this ESI reads "
-                             f"{SCHEMA_VERSION}; re-create it with 'esi data prepare'")
+                             f"{SCHEMA_VERSION}; file: {header_path}; fix: {repair_hint(self, overwrite=True)}")
         if not self.header.get("complete"):
             raise StoreError(f"store {self.path} is incomplete ({self.header.get('shards_done', 0)} of "
-                             f"{self.header.get('n_shards', '?')} shards); re-run the same "
-                             "'esi data prepare' command to finish it")
+                             f"{self.header.get('n_shards', '?')} shards); fix: {repair_hint(self)} "
+                             "(or re-run the same command) to finish it")
+        plan = self.path / "plan.json"
+        if plan.exists():
+            _read_json(plan, "plan.json", self)
+        if not (self.path / "manifest.parquet").is_file():
+            raise StoreError(f"store {self.path}: manifest.parquet is missing; file: "
+                             f"{self.path / 'manifest.parquet'}; fix: {repair_hint(self)}")
+        for k in range(int(self.header.get("n_shards") or 0)):
+            self._check_shard(self.path / "shards" / f"shard-{k:05d}" / "signals.npy")
         self._manifest: pd.DataFrame | None = None
         self._shards: dict[int, np.ndarray] = {}
         self._locs: np.ndarray | None = None
+
+    def _check_shard(self, sig: Path) -> None:
+        """A shard file exists and its .npy header promises (n, leads, samples) that its size holds: a cheap
+        check (a few hundred bytes read) that finds a missing, foreign or truncated shard at open."""
+        try:
+            with sig.open("rb") as fh:
+                version = np.lib.format.read_magic(fh)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                    np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(fh)
+                offset = fh.tell()
+        except FileNotFoundError:
+            raise StoreError(f"store {self.path}: shard file {sig} is missing; fix: {repair_hint(self)}") from None
+        except (ValueError, OSError, SyntaxError) as exc:
+            raise StoreError(f"store {self.path}: shard file {sig} is not a NumPy array file ({exc}); fix: "
+                             f"{repair_hint(self)}") from exc
+        need = offset + int(np.prod(shape)) * dtype.itemsize
+        if len(shape) != 3 or sig.stat().st_size < need:
+            raise StoreError(f"store {self.path}: shard file {sig} is truncated or malformed (shape {shape}, "
+                             f"{sig.stat().st_size} of {need} bytes); fix: {repair_hint(self)}")
+
+    def require_records(self, what: str) -> None:
+        """Raise StoreError when the store holds no records (``what`` needs some); reads the manifest, so a
+        damaged one is reported here too."""
+        if len(self.manifest) == 0:
+            n_rej = self.header.get("n_rejects", 0)
+            raise StoreError(f"store {self.path} is empty: 0 records ({n_rej} rejected at preparation), nothing "
+                             f"for {what}; fix: see why with 'esi data info {self.path}' and prepare the data "
+                             "again")
 
     # --- metadata -------------------------------------------------------------------------------------
     @property
@@ -109,9 +159,12 @@ class EcgStore:
     def manifest(self) -> pd.DataFrame:
         """The manifest (cached). Columns 'labels' and 'conditions' hold JSON strings; see :meth:`labels`."""
         if self._manifest is None:
-            import pandas as pd
-
-            self._manifest = pd.read_parquet(self.path / "manifest.parquet")
+            manifest = _read_parquet(self.path / "manifest.parquet", self)
+            missing = [c for c in ("record_id", "shard", "row") if c not in manifest.columns]
+            if missing:
+                raise StoreError(f"store {self.path}: manifest.parquet lacks column(s) {', '.join(missing)}; "
+                                 f"file: {self.path / 'manifest.parquet'}; fix: {repair_hint(self)}")
+            self._manifest = manifest
         return self._manifest
 
     def __len__(self) -> int:
@@ -123,7 +176,7 @@ class EcgStore:
 
         path = self.path / "rejects.parquet"
         if path.exists():
-            return pd.read_parquet(path)
+            return _read_parquet(path, self)
         return pd.DataFrame(columns=["record_id", "path", "reason"])
 
     def labels(self, i: int) -> dict[str, float]:
@@ -139,14 +192,16 @@ class EcgStore:
 
     def quarantined_ids(self, path: str | Path | None = None) -> set[str]:
         """Record ids in the quarantine list (the store's own, or ``path``); empty when there is none."""
-        import pandas as pd
 
         qpath = Path(path) if path else self.quarantine_path
         if not qpath.exists():
             if path:
                 raise DatasetNotFoundError(f"quarantine list {qpath} does not exist")
             return set()
-        return set(pd.read_parquet(qpath, columns=["record_id"])["record_id"].astype(str))
+        frame = _read_parquet(qpath, self, fix="run 'esi validate' again to rewrite it")
+        if "record_id" not in frame.columns:
+            raise StoreError(f"quarantine list {qpath} has no record_id column; fix: run 'esi validate' again")
+        return set(frame["record_id"].astype(str))
 
     def indices(self, *, exclude_quarantined: bool = True, folds: Sequence[int] | None = None,
                 quarantine: str | Path | None = None) -> np.ndarray:
@@ -165,7 +220,18 @@ class EcgStore:
     def _shard(self, shard: int) -> np.ndarray:
         arr = self._shards.get(shard)
         if arr is None:
-            arr = np.load(self.path / "shards" / f"shard-{shard:05d}" / "signals.npy", mmap_mode="r")
+            path = self.path / "shards" / f"shard-{shard:05d}" / "signals.npy"
+            try:
+                arr = np.load(path, mmap_mode="r")
+            except FileNotFoundError:
+                raise StoreError(f"store {self.path}: shard file {path} is missing; fix: "
+                                 f"{repair_hint(self)}") from None
+            except (ValueError, OSError) as exc:  # a truncated or overwritten .npy
+                raise StoreError(f"store {self.path}: shard file {path} is unreadable ({exc}); fix: "
+                                 f"{repair_hint(self)}") from exc
+            if arr.ndim != 3:
+                raise StoreError(f"store {self.path}: shard file {path} holds an array of shape {arr.shape}, "
+                                 f"not (records, leads, samples); fix: {repair_hint(self)}")
             self._shards[shard] = arr
         return arr
 
@@ -228,6 +294,62 @@ def open_store(path: str | Path) -> EcgStore:
     return EcgStore(path)
 
 
+def repair_hint(store: EcgStore | Path, *, overwrite: bool = False) -> str:
+    """The command that repairs a store: the same prepare with --resume (or --overwrite to rebuild it)."""
+    path = store.path if isinstance(store, EcgStore) else Path(store)
+    plan = (store.header.get("plan") if isinstance(store, EcgStore) and isinstance(store.header, dict)
+            else None) or {}
+    source, root = plan.get("source", "SOURCE"), plan.get("root", "ROOT")
+    cmd = f"esi data prepare --source {source} --root {root} --out {path}"
+    if overwrite:
+        return f"'{cmd} --overwrite' rebuilds it"
+    return f"'{cmd} --resume' repairs it (or '--overwrite' rebuilds it)"
+
+
+def _read_json(path: Path, name: str, store: EcgStore | Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError, OSError) as exc:
+        raise StoreError(f"store {path.parent}: {name} is unreadable ({exc}); file: {path}; fix: "
+                         f"{repair_hint(store, overwrite=True)}") from exc
+    if not isinstance(data, dict):
+        raise StoreError(f"store {path.parent}: {name} does not hold a JSON object; file: {path}; fix: "
+                         f"{repair_hint(store, overwrite=True)}")
+    return data
+
+
+def read_header(path: str | Path) -> dict[str, Any]:
+    """The header.json of a store folder (StoreError when unreadable)."""
+    path = Path(path)
+    return _read_json(path / "header.json", "header.json", path)
+
+
+def _read_parquet(path: Path, store: EcgStore, fix: str | None = None) -> pd.DataFrame:
+    import pandas as pd
+
+    try:
+        return pd.read_parquet(path)
+    except FileNotFoundError:
+        raise StoreError(f"store {store.path}: {path.name} is missing; file: {path}; fix: "
+                         f"{fix or repair_hint(store)}") from None
+    except Exception as exc:  # pyarrow raises ArrowInvalid/OSError for truncated or foreign files
+        raise StoreError(f"store {store.path}: {path.name} is unreadable (truncated or not parquet: "
+                         f"{type(exc).__name__}: {exc}); file: {path}; fix: {fix or repair_hint(store)}") from exc
+
+
+def is_esi_store(path: str | Path) -> bool:
+    """Whether ``path`` holds an ESI store (finished or not): its header.json says so."""
+    try:
+        header = json.loads((Path(path) / "header.json").read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    if not isinstance(header, dict):
+        return False
+    # stores written before the 'format' field: their header has ESI's schema version and plan/leads
+    return header.get("format") == STORE_FORMAT or ("schema_version" in header and (
+        "plan" in header or "leads" in header))
+
+
 _ROW_DEFAULTS: dict[str, Any] = {
     "source": "custom", "subject_id": None, "age": None, "sex": None, "fold": None, "label_system": "none",
     "labels": "{}", "conditions": "{}", "report": None, "path": "", "window": 0, "padded_samples": 0,
@@ -281,7 +403,8 @@ def write_store(path: str | Path, rows: Sequence[dict[str, Any]], signals: Any =
         manifest = pd.concat(frames, ignore_index=True) if frames else _manifest_frame([], fs, n_samples)
     atomic_write_parquet(path / "manifest.parquet", manifest)
     atomic_write_parquet(path / "rejects.parquet", pd.DataFrame(columns=["record_id", "path", "reason"]))
-    head = {"schema_version": SCHEMA_VERSION, "fs": fs, "n_samples": n_samples, "duration_s": n_samples / fs,
+    head = {"format": STORE_FORMAT, "schema_version": SCHEMA_VERSION, "fs": fs, "n_samples": n_samples,
+            "duration_s": n_samples / fs,
             "leads": list(leads), "dtype": SIGNAL_DTYPE, "units": "mV", "preprocess": {}, "plan": {},
             "n_records": int(len(manifest)), "n_rejects": 0, "n_shards": len(frames),
             "shards_done": len(frames), "complete": True, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}

@@ -20,6 +20,9 @@ def summarize_store(path: str | Path, top: int = 20) -> dict[str, Any]:
         labels.update(json.loads(text).keys())
     for text in m["conditions"]:
         conditions.update(json.loads(text).keys())
+    flagged: Counter[str] = Counter()
+    for text in (m["flags"] if "flags" in m else []):
+        flagged.update(f.split("=", 1)[0] for f in (json.loads(text) if isinstance(text, str) and text else []))
     names = _condition_names(conditions)
     rejects = store.rejects()
     folds = m["fold"].dropna().astype(int).value_counts().sort_index()
@@ -40,6 +43,7 @@ def summarize_store(path: str | Path, top: int = 20) -> dict[str, Any]:
         "rejects": int(len(rejects)),
         "reject_examples": rejects.head(5).to_dict("records"),
         "quarantined": len(store.quarantined_ids()),
+        "flagged": dict(flagged.most_common()),
     }
 
 
@@ -77,6 +81,8 @@ def render_summary(summary: dict[str, Any]) -> None:
     console.print(f"sex: {summary['sex']}  age: {summary['age']}")
     console.print(f"NaN-filled: {summary['nan_filled']}  padded: {summary['padded']}  "
                   f"rejects: {summary['rejects']}  quarantined: {summary['quarantined']}")
+    if summary.get("flagged"):
+        console.print(f"flagged at preparation (kept): {summary['flagged']}")
     for key, title in (("conditions", "harmonised conditions"), ("labels", "raw labels")):
         table = Table(title=f"{title} (top {len(summary[key])} of {summary['n_distinct_' + key]})")
         table.add_column(title)

@@ -5,7 +5,8 @@ three GX suites (header, manifest, signal statistics) and returns a :class:`Vali
 
 Severity and verdict:
 - every expectation is ``critical`` or ``warning`` (thresholds.json, overridable per dataset with a JSON/TOML
-  file; ``severity`` can also switch an expectation ``off``); ``strict`` turns warnings into critical;
+  file; ``severity`` can also switch an expectation ``off``); ``strict`` turns warnings into critical and
+  sets the quarantine limit to 0 (any critical failure fails the step);
 - record-level critical failures quarantine the failing records (STORE/quarantine.parquet, honoured by
   EcgStore.indices and EcgStoreDataset); dataset-level critical failures fail the step; so does a quarantined
   share above ``quarantine.max_fraction`` (10 % by default).

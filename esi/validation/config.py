@@ -42,6 +42,9 @@ CATALOG: dict[str, tuple[str, str, str, str]] = {
     "signal_shape_matches_header": ("signal", "dataset", "critical",
                                     "stored signal arrays have the header's leads x samples"),
     "age_in_range": ("manifest", "record", "critical", "age within [age_min, age_max] or null"),
+    "age_recorded_in_range": ("manifest", "record", "warning",
+                              "age as the source recorded it within [age_min, age_max] (preparation keeps an "
+                              "age outside 0-120 as null and flags it)"),
     "sex_known": ("manifest", "record", "critical", "sex in the known set or null"),
     "fold_in_range": ("manifest", "record", "critical", "fold within [fold_min, fold_max] or null"),
     "fold_present": ("manifest", "record", "critical", "fold set for sources that have folds"),

@@ -54,6 +54,13 @@ def render_html(report: ValidationReport, stats: pd.DataFrame, quarantine: pd.Da
                  "records; the step fails on a failed <i>dataset</i>-level critical expectation or when the "
                  "quarantined share exceeds the limit; warnings are reported only (strict mode makes them "
                  "critical).</small></p>")
+    if report.passed and report.quarantined_failures:
+        parts.append(f"<p class='fail'>Passed with {report.n_quarantined} record(s) quarantined: these critical "
+                     "record-level expectations failed for them (below the quarantine limit):</p><ul>")
+        for f in report.quarantined_failures:
+            parts.append(f"<li><b>{_e(f.expectation)}</b>: {f.n_records} record(s) quarantined; e.g. "
+                         f"{_e(', '.join(f.example_ids))}</li>")
+        parts.append("</ul>")
     if report.critical_failures:
         parts.append("<h2>Why the step failed</h2><ul>")
         for f in report.critical_failures:
@@ -98,6 +105,15 @@ def render_html(report: ValidationReport, stats: pd.DataFrame, quarantine: pd.Da
     return "\n".join(parts)
 
 
+def _outcome(row: Mapping[str, Any], failing: set[str], quarantining: set[str]) -> str:
+    """What a failed expectation did: failed the step, quarantined its records, or only warned."""
+    if row["severity"] != "critical":
+        return "warned"
+    if row["name"] in failing:
+        return "failed the step"
+    return "quarantined" if row["name"] in quarantining else "failed"
+
+
 def print_summary(report: ValidationReport, console: Any | None = None, max_rows: int = 12) -> None:
     """One screen: verdict line, failed expectations (critical first) as a rich table, output paths."""
     from rich.console import Console
@@ -106,11 +122,19 @@ def print_summary(report: ValidationReport, console: Any | None = None, max_rows
     console = console or Console()
     colour = "green" if report.passed else "red"
     met = sum(r["success"] for r in report.expectations)
-    console.print(f"[bold {colour}]{'PASSED' if report.passed else 'FAILED'}[/] {report.store}: "
-                  f"{report.n_records} records, {report.n_quarantined} quarantined "
-                  f"({report.quarantine_fraction:.1%}, limit {report.max_quarantine_fraction:.0%}), "
-                  f"{met}/{len(report.expectations)} expectations met")
     failed = [r for r in report.expectations if not r["success"]]
+    # a critical record-level failure that did not fail the step quarantined its records: say so, always
+    quarantining = {f.expectation for f in report.quarantined_failures}
+    failing = {f.expectation for f in report.critical_failures}
+    verdict = "PASSED" if report.passed else "FAILED"
+    if report.passed and quarantining:
+        verdict += (f" with {report.n_quarantined} record(s) quarantined by {len(quarantining)} critical "
+                    "expectation(s) listed below")
+    console.print(f"[bold {colour}]{verdict}[/] {report.store}: "
+                  f"{report.n_records} records, {report.n_quarantined} quarantined "
+                  f"({report.quarantine_fraction:.1%}, limit {report.max_quarantine_fraction:.0%}"
+                  f"{', strict' if report.strict else ''}), "
+                  f"{met}/{len(report.expectations)} expectations met")
     # a warning bound failed only by records that already fail the critical bound adds nothing here
     critical_ids: dict[str, set[str]] = {}
     for r in failed:
@@ -120,13 +144,13 @@ def print_summary(report: ValidationReport, console: Any | None = None, max_rows
               or not set(r["record_ids"]) <= critical_ids.get(r["name"], set())]
     if failed:
         table = Table(title="failed expectations", show_lines=False)
-        for col in ("expectation", "severity", "level", "records", "observed", "examples"):
+        for col in ("expectation", "severity", "outcome", "level", "records", "observed", "examples"):
             table.add_column(col, overflow="fold", no_wrap=col == "expectation")
         failed.sort(key=lambda r: (r["severity"] != "critical", r["level"] != "dataset", r["name"]))
         for r in failed[:max_rows]:
             style = "red" if r["severity"] == "critical" else "yellow"
-            table.add_row(f"[{style}]{r['name']}[/]", r["severity"], r["level"], str(r["n_records"]),
-                          r["observed"][:70], ", ".join(r["record_ids"][:3]))
+            table.add_row(f"[{style}]{r['name']}[/]", r["severity"], _outcome(r, failing, quarantining),
+                          r["level"], str(r["n_records"]), r["observed"][:70], ", ".join(r["record_ids"][:3]))
         console.print(table)
         if len(failed) > max_rows:
             console.print(f"... {len(failed) - max_rows} more failed expectations in the report")

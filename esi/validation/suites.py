@@ -82,6 +82,7 @@ def manifest_frame(manifest: pd.DataFrame, header: Mapping[str, Any], thresholds
     df["source"] = df["source"].astype(str)
     df["subject_id"] = df["subject_id"].where(df["subject_id"].astype(str).str.strip() != "", None)
     df["age"] = pd.to_numeric(df["age"], errors="coerce")
+    df["age_recorded"] = df["age"].where(df["age"].notna(), _flagged_ages(df))
     df["fold"] = pd.to_numeric(df["fold"], errors="coerce")
 
     def _n_labels(text: Any) -> int:
@@ -111,6 +112,30 @@ def manifest_frame(manifest: pd.DataFrame, header: Mapping[str, Any], thresholds
     df["padding_mismatch"] = (padded - expected_pad).abs()
     df["padded_fraction"] = padded / n
     return df
+
+
+def _flagged_ages(df: pd.DataFrame) -> pd.Series:
+    """The source's age of records whose age preparation nulled (flag 'age_out_of_range=<value>')."""
+    import pandas as pd
+
+    def _age(text: Any) -> float:
+        if not isinstance(text, str) or "age_out_of_range=" not in text:
+            return np.nan
+        try:
+            flags = json.loads(text)
+        except ValueError:
+            return np.nan
+        for flag in flags if isinstance(flags, list) else []:
+            if isinstance(flag, str) and flag.startswith("age_out_of_range="):
+                try:
+                    return float(flag.split("=", 1)[1])
+                except ValueError:
+                    return np.nan
+        return np.nan
+
+    if "flags" not in df:
+        return pd.Series(np.nan, index=df.index)
+    return df["flags"].map(_age).astype(float)
 
 
 # --- the suites -------------------------------------------------------------------------------------------
@@ -153,6 +178,8 @@ def manifest_specs(thresholds: Mapping[str, Any], strict: bool = False) -> list[
              max_value=exp["max_records"]),
         spec("ExpectColumnValuesToBeBetween", "age_in_range", column="age", min_value=m["age_min"],
              max_value=m["age_max"]),
+        spec("ExpectColumnValuesToBeBetween", "age_recorded_in_range", column="age_recorded",
+             min_value=m["age_min"], max_value=m["age_max"]),
         spec("ExpectColumnValuesToBeInSet", "sex_known", column="sex", value_set=list(m["sex_values"])),
         spec("ExpectColumnValuesToBeBetween", "fold_in_range", column="fold", min_value=m["fold_min"],
              max_value=m["fold_max"]),

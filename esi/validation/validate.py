@@ -7,7 +7,10 @@ Verdict rules (also in esi/validation/__init__.py):
 * The step **fails** when a **dataset-level critical** expectation fails (header leads/fs/n_samples, duplicate
   or missing ids, row counts, array shapes), or when the quarantined share of records exceeds
   ``quarantine.max_fraction`` (default 10 %): then every record-level critical failure is listed too.
-* Warnings are reported and never fail the step or quarantine; ``strict=True`` turns them into critical.
+* Warnings are reported and never fail the step or quarantine.
+* ``strict=True`` counts warnings as critical and sets the quarantine limit to 0: any critical failure, on
+  any record, fails the step (the failing records are still listed in the quarantine).
+* An empty store (0 records) is not validated: StoreError says so (the CLI exits 2).
 """
 
 from __future__ import annotations
@@ -197,6 +200,7 @@ def validate_store(store_path: str | Path, report_dir: str | Path, *,
     t0 = time.perf_counter()
     cfg = load_thresholds(thresholds)
     store = EcgStore(store_path)
+    store.require_records("validation")
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     manifest = store.manifest
@@ -239,7 +243,8 @@ def validate_store(store_path: str | Path, report_dir: str | Path, *,
     n_records = len(manifest)
     n_quarantined = int(manifest["record_id"].astype(str).isin(list(reasons)).sum())
     fraction = n_quarantined / n_records if n_records else 0.0
-    max_fraction = float(cfg["quarantine"]["max_fraction"])
+    # strict: a quarantine limit of 0, so a single record failing a critical expectation fails the step
+    max_fraction = 0.0 if strict else float(cfg["quarantine"]["max_fraction"])
 
     critical = _merge_failures(crit_dataset)
     quarantined_failures = _merge_failures(crit_record)

@@ -91,3 +91,25 @@ def test_config_checks() -> None:
     with pytest.raises(ConfigError):
         PreprocessConfig(highpass_hz=50, lowpass_hz=40)
     assert PreprocessConfig().digest() != PreprocessConfig(fs=250).digest()
+
+
+@pytest.mark.parametrize(("fs", "hp", "lp", "n"), [(500, 0.5, 100.0, 5000), (500, 0.5, None, 5000),
+                                                   (500, None, 40.0, 5000), (100, 0.5, 100.0, 1000),
+                                                   (360, 1.0, 150.0, 3600), (500, 0.5, 100.0, 20)])
+def test_bandpass_equals_scipy_sosfiltfilt(fs: float, hp, lp, n: int) -> None:
+    """The cached design + own forward-backward pass is scipy's sosfiltfilt exactly (same padding, same zi)."""
+    from scipy.signal import butter, sosfiltfilt
+
+    from esi.data.preprocess import bandpass
+
+    x = np.random.default_rng(1).normal(size=(12, n)).cumsum(axis=1)
+    lp_eff = None if lp is None or lp >= 0.95 * fs / 2 else lp
+    if hp and lp_eff:
+        sos = butter(2, [hp, lp_eff], btype="bandpass", fs=fs, output="sos")
+    elif hp:
+        sos = butter(2, hp, btype="highpass", fs=fs, output="sos")
+    else:
+        sos = butter(2, lp_eff, btype="lowpass", fs=fs, output="sos")
+    expected = sosfiltfilt(sos, x, axis=1, padlen=min(n - 1, 3 * (2 * len(sos) + 1) * 10))
+    for _ in range(2):  # the second call uses the cached design
+        np.testing.assert_allclose(bandpass(x, fs, hp, lp), expected, rtol=0, atol=1e-12)

@@ -81,9 +81,13 @@ def test_icbeb_original_form(icbeb_root: Path, real_dir: Path) -> None:
     np.testing.assert_allclose(records["icbeb/A0001"].signal, challenge.signal, atol=1e-3)
 
 
-def test_icbeb_bad_reference(tmp_path: Path) -> None:
-    (tmp_path / "REFERENCE.csv").write_text("Recording,First_label\nA0001,12\n")
-    with pytest.raises(DataError, match="not a CPSC class"):
+def test_icbeb_bad_reference_row_is_one_reject(tmp_path: Path) -> None:
+    (tmp_path / "REFERENCE.csv").write_text("Recording,First_label\nA0001,12\nA0002,1\n")
+    bad, good = list_refs("icbeb", tmp_path)
+    assert bad.error and "not a CPSC class" in bad.error and "REFERENCE.csv" in bad.error
+    assert good.error is None and good.meta["labels"] == {"Normal": 1.0}
+    (tmp_path / "REFERENCE.csv").write_text("Name,First_label\nA0001,1\n")
+    with pytest.raises(DataError, match="Recording"):
         list_refs("icbeb", tmp_path)
 
 
@@ -146,17 +150,42 @@ def test_iter_records_lead_order(real_dir: Path) -> None:
     assert rec.meta["lead_names"] == list(LEADS)
 
 
-def test_fast_format16_path_equals_wfdb(real_dir) -> None:
-    """The direct format-16 reader gives exactly what wfdb gives (signal, fs, comments, names, units)."""
-    from esi.data.readers.base import _fast_format16, _load_with_wfdb
+def test_numpy_path_equals_wfdb(real_dir) -> None:
+    """ESI's own header parser + numpy reader give exactly what wfdb gives (signal, fs, names), for .dat and
+    the Challenge .mat containers alike."""
+    import wfdb
+
+    from esi.data.readers.base import load_wfdb
+    from esi.data.record import reorder_leads
 
     compared = 0
     for hea in sorted(real_dir.rglob("*.hea")):
-        fast = _fast_format16(str(hea)[:-4], hea)
-        if fast is None:
-            continue
-        ref = _load_with_wfdb(str(hea)[:-4], hea)
-        np.testing.assert_allclose(fast[0], ref[0], atol=1e-9, equal_nan=True)
-        assert fast[1:] == ref[1:]
+        path = str(hea)[:-4]
+        ours = load_wfdb(path)
+        rec = wfdb.rdrecord(path)
+        ref = reorder_leads(rec.p_signal.T * np.where(np.array([u.lower() for u in rec.units]) == "uv", 1e-3, 1)[
+            :, None], rec.sig_name)
+        np.testing.assert_allclose(ours.signal, ref, atol=1e-6, equal_nan=True)
+        assert ours.fs == rec.fs and ours.names == rec.sig_name and ours.comments == rec.comments
         compared += 1
-    assert compared >= 10
+    assert compared >= 25
+
+
+@pytest.mark.parametrize("fmt", ["212", "16", "80"])
+def test_other_storage_formats_go_through_wfdb_with_the_parsed_scaling(real_dir: Path, tmp_path: Path,
+                                                                        fmt: str) -> None:
+    """Formats numpy does not read here (212, 80) come from wfdb's digital samples, scaled by ESI's own header
+    values: the result equals wfdb's physical signal."""
+    import wfdb
+
+    from esi.data.readers.base import load_wfdb
+    from esi.data.record import reorder_leads
+
+    src = wfdb.rdrecord(str(real_dir / "ptbxl" / "records500" / "00000" / "00005_hr"))
+    wfdb.wrsamp("rec", fs=500, units=["mV"] * 12, sig_name=src.sig_name, p_signal=src.p_signal,
+                fmt=[fmt] * 12, adc_gain=[20.0 if fmt == "80" else 200.0] * 12, baseline=[0] * 12,
+                write_dir=str(tmp_path))
+    ours = load_wfdb(str(tmp_path / "rec"))
+    ref = wfdb.rdrecord(str(tmp_path / "rec"))
+    np.testing.assert_allclose(ours.signal, reorder_leads(ref.p_signal.T, ref.sig_name), atol=1e-6)
+    assert ours.fs == 500.0

@@ -172,7 +172,9 @@ def test_strict_turns_warnings_critical(make_store, storekit, tmp_path: Path) ->
     strict = validate_store(store, tmp_path / "s", progress=False, strict=True)
     assert strict.n_quarantined == 2 and not strict.warnings
     assert {"baseline_offset_mv", "subject_present"} <= names(strict.quarantined_failures)
-    assert strict.passed  # 2 of 20 = 10 %: at the limit, not above it
+    # strict means a quarantine limit of 0: 2 of 20 records failing (formerly warnings) fail the step
+    assert not strict.passed and strict.max_quarantine_fraction == 0.0
+    assert {"baseline_offset_mv", "subject_present"} <= names(strict.critical_failures)
 
 
 def test_manifest_record_faults(make_store, storekit, tmp_path: Path) -> None:

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from esi.data.readers.header import BYTES_PER_SAMPLE, UNIT_SCALE, WfdbHeader, header_comments, load_header
 from esi.data.record import EcgRecord, reorder_leads
 from esi.errors import DataError, DatasetNotFoundError, RecordReadError
 
 log = logging.getLogger(__name__)
-
-# Bytes per sample of the WFDB storage formats ESI reads; used to spot truncated signal files early.
-_BYTES_PER_SAMPLE = {"8": 1.0, "16": 2.0, "24": 3.0, "32": 4.0, "61": 2.0, "80": 1.0, "160": 2.0, "212": 1.5,
-                     "310": 4 / 3, "311": 4 / 3}
-_UNIT_SCALE = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3, "nu": None, "": None}
 
 
 @dataclass
@@ -29,6 +26,18 @@ class RecordRef:
     path: str  # WFDB record path without extension (or the .mat path for ICBEB's original form)
     source: str
     meta: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None  # set by a lister that already knows the record is bad: it becomes a reject row
+
+
+class LoadedSignal(NamedTuple):
+    """What :func:`load_wfdb` returns."""
+
+    signal: np.ndarray  # (12, n) float32 mV, canonical lead order
+    fs: float
+    comments: list[str]
+    names: list[str]  # the header's lead names, in file order
+    flags: list[str]  # e.g. header_latin1, default_gain, fs_forced
+    path: str = ""  # the header file (named in messages about the record)
 
 
 def require_dir(root: str | Path, what: str) -> Path:
@@ -50,129 +59,160 @@ def parse_comments(comments: list[str]) -> dict[str, str]:
     return out
 
 
-def _check_signal_files(record_path: str, header: Any) -> None:
-    """Compare each signal file's size with what the header promises, so truncation gets a clear message."""
-    base = Path(record_path).parent
-    expected: dict[str, float] = {}
-    for fname, fmt in zip(header.file_name or [], header.fmt or [], strict=False):
-        if fname.endswith(".mat"):
-            continue  # MATLAB v4 containers carry a header of their own; wfdb checks those
-        if fmt not in _BYTES_PER_SAMPLE:
-            raise RecordReadError(f"unsupported WFDB signal format {fmt!r}", path=str(base / fname),
-                                  field="fmt", fix="convert the record to format 16 or 212")
-        expected[fname] = expected.get(fname, 0.0) + _BYTES_PER_SAMPLE[fmt] * (header.sig_len or 0)
-    for fname, nbytes in expected.items():
+def _check_mat_v4(path: Path, header: WfdbHeader, n_signals: int, offset: int) -> None:
+    """A Challenge-style .mat must be the MATLAB v4 matrix the header describes (signals x samples)."""
+    with path.open("rb") as fh:
+        head = fh.read(20)
+    ok = len(head) == 20
+    if ok:
+        mopt, rows, cols, imag, namlen = (int(v) for v in np.frombuffer(head, "<i4"))
+        ok = (mopt in (0, 10, 20, 30, 40, 50) and imag == 0 and 0 < namlen < 64 and offset == 20 + namlen
+              and rows == n_signals and cols == header.n_samples)
+    if not ok:
+        raise RecordReadError(f"{path.name} is not a MATLAB v4 matrix of {n_signals} x {header.n_samples} "
+                              "samples as its header describes", path=str(path), field="file_name",
+                              fix="re-export the record; a .mat of the Challenge form is a MATLAB v4 'val' matrix")
+
+
+def _check_signal_files(base: Path, header: WfdbHeader) -> None:
+    """Each signal file exists, is a file, and holds what the header promises (size, MATLAB container)."""
+    per_file: dict[str, list] = {}
+    for spec in header.signals:
+        per_file.setdefault(spec.file_name, []).append(spec)
+    for fname, specs in per_file.items():
         fpath = base / fname
-        if not fpath.exists():
-            raise RecordReadError("signal file is missing", path=str(fpath),
-                                  fix="copy the .dat file next to its .hea header")
+        if not fpath.is_file():
+            what = "a folder" if fpath.is_dir() else "missing"
+            raise RecordReadError(f"signal file is {what}", path=str(fpath),
+                                  fix="copy the signal file next to its .hea header")
+        offset = specs[0].byte_offset
+        if fname.lower().endswith(".mat"):
+            _check_mat_v4(fpath, header, len(specs), offset)
+        nbytes = offset + sum(BYTES_PER_SAMPLE[s.fmt] * s.samples_per_frame for s in specs) * header.n_samples
         size = fpath.stat().st_size
         if size < int(nbytes):
             raise RecordReadError(f"signal file is truncated: {size} bytes, the header promises {int(nbytes)}",
                                   path=str(fpath), fix="re-download or re-export the record")
 
 
-def _fast_format16(record_path: str, hea: Path) -> tuple[np.ndarray, float, list[str], list[str], list[str]] | None:
-    """Read the common case (one format-16 .dat, no skew/offset, single segment) without wfdb's pandas-based
-    header parser, which costs ~20 ms a record. Returns None for anything else: wfdb handles those."""
-    lines = [ln.strip() for ln in hea.read_text(errors="replace").splitlines()]
-    comments = [ln.lstrip("#").strip() for ln in lines if ln.startswith("#")]
-    body = [ln for ln in lines if ln and not ln.startswith("#")]
-    if not body:
+def _fast_path(base: Path, header: WfdbHeader) -> np.ndarray | None:
+    """Digital samples (nsig, n) of the common layout (one format-16 file, no skew, one sample per frame),
+    read with numpy; None for anything else (wfdb reads those)."""
+    specs = header.signals
+    if len({s.file_name for s in specs}) != 1 or any(
+            s.fmt != "16" or s.samples_per_frame != 1 or s.skew or s.byte_offset != specs[0].byte_offset
+            for s in specs):
         return None
-    head = body[0].split()
-    if "/" in head[0] or len(head) < 4:
-        return None  # multi-segment record, or no fs / length given
-    try:
-        nsig, fs, nsamp = int(head[1]), float(head[2].split("/")[0].split("(")[0]), int(head[3])
-    except ValueError:
-        return None
-    sig_lines = [ln.split() for ln in body[1:1 + nsig]]
-    if nsig == 0 or len(sig_lines) != nsig or any(len(f) < 3 for f in sig_lines):
-        return None
-    files = {f[0] for f in sig_lines}
-    if len(files) != 1 or any(f[1] != "16" for f in sig_lines):
-        return None
-    gains, baselines, units, names = [], [], [], []
-    for f in sig_lines:
-        m = re.fullmatch(r"([-+0-9.eE]+)(?:\((-?\d+)\))?(?:/(\S+))?", f[2])
-        if not m:
-            return None
-        gain = float(m.group(1))
-        adczero = int(f[4]) if len(f) > 4 and f[4].lstrip("-").isdigit() else 0
-        gains.append(gain if gain != 0 else 200.0)  # WFDB: a zero gain means the default 200 adu/unit
-        baselines.append(int(m.group(2)) if m.group(2) is not None else adczero)
-        units.append(m.group(3) or "mV")
-        names.append(" ".join(f[8:]) if len(f) > 8 else f"sig{len(names)}")
-    dat = Path(record_path).parent / next(iter(files))
-    if not dat.exists():
-        raise RecordReadError("signal file is missing", path=str(dat), fix="copy the .dat file next to its .hea header")
-    size = dat.stat().st_size
-    if size < 2 * nsig * nsamp:
-        raise RecordReadError(f"signal file is truncated: {size} bytes, the header promises {2 * nsig * nsamp}",
-                              path=str(dat), fix="re-download or re-export the record")
-    digital = np.fromfile(dat, dtype="<i2", count=nsig * nsamp).reshape(nsamp, nsig).T
-    signal = (digital.astype(np.float64) - np.asarray(baselines, float)[:, None]) / np.asarray(gains)[:, None]
-    signal[digital == -32768] = np.nan  # WFDB's missing-sample value for format 16
-    return signal, fs, comments, names, units
+    nsig, n = header.n_signals, header.n_samples
+    raw = np.fromfile(base / specs[0].file_name, dtype="<i2", count=nsig * n, offset=specs[0].byte_offset)
+    return raw.reshape(n, nsig).T
 
 
-def load_wfdb(record_path: str) -> tuple[np.ndarray, float, list[str], list[str]]:
-    """Read a WFDB record: (signal (12, n) float32 mV in canonical order, fs, header comments, original names).
-
-    Raises RecordReadError for a missing/truncated/unsupported file and DataError for wrong leads or units.
-    """
-    hea = Path(record_path + ".hea")
-    if not hea.exists():
-        raise RecordReadError("header file is missing", path=str(hea), fix="check the path or the RECORDS list")
-    fast = _fast_format16(record_path, hea)
-    if fast is not None:
-        signal, fs, comments, names, units = fast
-    else:
-        signal, fs, comments, names, units = _load_with_wfdb(record_path, hea)
-    for i, unit in enumerate(units):
-        scale = _UNIT_SCALE.get((unit or "").strip().lower(), "unknown")
-        if scale is None:
-            scale = 1.0  # PTB and some exports leave units blank; their ADC gain is per mV by convention
-        if scale == "unknown":
-            raise DataError(f"unknown unit {unit!r} for lead {names[i] if i < len(names) else i}",
-                            path=str(hea), field="units", fix="use mV, uV or V in the header")
-        signal[i] *= scale
-    try:
-        signal = reorder_leads(signal, names, path=str(hea))
-    except DataError as exc:
-        raise RecordReadError(str(exc)) from exc
-    return signal.astype(np.float32), fs, comments, names
-
-
-def _load_with_wfdb(record_path: str, hea: Path) -> tuple[np.ndarray, float, list[str], list[str], list[str]]:
-    """Every other WFDB layout (formats 212/80/..., .mat containers, multi-file records), through wfdb."""
+def _wfdb_digital(record_path: str, header: WfdbHeader) -> np.ndarray:
+    """Digital samples of every other layout (formats 212/80/..., skew, several files), through wfdb."""
     import wfdb
 
     try:
-        header = wfdb.rdheader(record_path)
-    except Exception as exc:  # wfdb raises bare ValueError/KeyError on malformed headers
-        raise RecordReadError(f"unreadable WFDB header ({type(exc).__name__}: {exc})", path=str(hea)) from exc
-    _check_signal_files(record_path, header)
+        rec = wfdb.rdrecord(record_path, physical=False, return_res=32)
+    except Exception as exc:  # wfdb raises bare ValueError/IndexError on malformed files
+        raise RecordReadError(f"unreadable WFDB signal ({type(exc).__name__}: {exc})",
+                              path=str(Path(record_path).parent / header.files[0])) from exc
+    digital = np.asarray(rec.d_signal).T
+    if digital.shape != (header.n_signals, header.n_samples):
+        raise RecordReadError(f"signal has shape {digital.shape}, the header promises "
+                              f"({header.n_signals}, {header.n_samples})", path=header.path)
+    return digital
+
+
+def load_wfdb(record_path: str, *, force_fs: float | None = None) -> LoadedSignal:
+    """Read a WFDB record: 12 leads in canonical order, mV, with the header's rate (or ``force_fs``).
+
+    The header is parsed by esi.data.readers.header (never wfdb's defaults); samples come from numpy for
+    format 16 and from wfdb otherwise; gains, baselines and units are always the parsed header's. Raises
+    RecordReadError naming the file for a missing/truncated/unsupported/malformed file, wrong leads or units.
+    """
+    header = load_header(record_path + ".hea", force_fs=force_fs)
+    base = Path(record_path).parent
+    _check_signal_files(base, header)
+    digital = _fast_path(base, header)
+    if digital is None:
+        from wfdb.io._signal import _digi_nan
+
+        digital = _wfdb_digital(record_path, header)
+        invalid = np.array([_digi_nan(s.fmt) for s in header.signals])[:, None]
+    else:
+        invalid = np.full((header.n_signals, 1), -32768)
+    gains = np.array([s.gain for s in header.signals])
+    baselines = np.array([s.baseline for s in header.signals], dtype=np.float32)[:, None]
+    scale = np.array([UNIT_SCALE[s.units.strip().lower()] or 1.0 for s in header.signals])
+    # float32 in place: (d - baseline) * (unit scale / gain); NaN where WFDB stores its missing-sample value
+    signal = digital.astype(np.float32)
+    signal -= baselines
+    signal *= (scale / gains).astype(np.float32)[:, None]
+    missing = digital == invalid
+    if missing.any():
+        signal[missing] = np.nan
+    names = [s.name for s in header.signals]
     try:
-        rec = wfdb.rdrecord(record_path, physical=True)
-    except Exception as exc:
-        raise RecordReadError(f"unreadable WFDB signal ({type(exc).__name__}: {exc})", path=str(hea)) from exc
-    names = list(rec.sig_name or [])
-    signal = np.asarray(rec.p_signal, dtype=np.float64).T
-    units = list(rec.units or ["mV"] * len(names))
-    return signal, float(rec.fs), list(rec.comments or []), names, units
+        signal = reorder_leads(signal, names, path=header.path)
+    except DataError as exc:
+        raise RecordReadError(str(exc)) from exc
+    return LoadedSignal(signal, header.fs, header.comments, names, header.flags, header.path)
 
 
-def build_record(ref: RecordRef, signal: np.ndarray, fs: float, **extra_meta: Any) -> EcgRecord:
-    """Assemble an EcgRecord from a reference's metadata and a loaded signal."""
+def build_record(ref: RecordRef, loaded: LoadedSignal | np.ndarray, fs: float | None = None,
+                 **extra_meta: Any) -> EcgRecord:
+    """Assemble an EcgRecord from a reference's metadata and a loaded signal (flags of both are kept)."""
     m = ref.meta
-    return EcgRecord(record_id=ref.record_id, signal=signal, fs=fs, source=ref.source,
+    if isinstance(loaded, LoadedSignal):
+        signal, fs, flags = loaded.signal, loaded.fs, [*m.get("flags", []), *loaded.flags]
+        extra_meta.setdefault("lead_names", loaded.names)
+        extra_meta.setdefault("file", loaded.path)
+    else:
+        signal, flags = loaded, list(m.get("flags", []))
+    return EcgRecord(record_id=ref.record_id, signal=signal, fs=float(fs), source=ref.source,
                      subject_id=m.get("subject_id"), age=m.get("age"), sex=m.get("sex"),
                      labels=dict(m.get("labels") or {}), label_system=m.get("label_system", "none"),
-                     report=m.get("report"), fold=m.get("fold"), path=ref.path, meta=dict(extra_meta))
+                     report=m.get("report"), fold=m.get("fold"), path=ref.path,
+                     meta=dict(extra_meta, flags=list(dict.fromkeys(flags))))
 
 
 def find_headers(root: Path) -> list[Path]:
-    """All .hea files under ``root``, sorted so record order (and shards) are deterministic."""
+    """Every path under ``root`` named *.hea (files, folders, dangling links alike: each becomes a record or a
+    reject, never a silent drop), sorted so record order (and shards) are deterministic."""
     return sorted(root.rglob("*.hea"))
+
+
+def header_refs(root: Path, source: str, meta_of: Callable[[dict[str, str]], dict[str, Any]],
+                force_fs: float | None = None) -> list[RecordRef]:
+    """One reference per header under ``root``; ``meta_of`` turns the parsed comments into record metadata.
+
+    A header whose comments cannot be read gets a reference with ``error`` set (a reject row later)."""
+    refs = []
+    for hea in find_headers(root):
+        rel = hea.relative_to(root).with_suffix("")
+        ref = RecordRef(record_id=f"{source}/{rel.as_posix()}", path=str(hea.with_suffix("")), source=source)
+        try:
+            comments, flags = header_comments(hea)
+            ref.meta = meta_of(parse_comments(comments))
+            ref.meta["flags"] = [*flags, *ref.meta.get("flags", [])]
+        except RecordReadError as exc:
+            ref.error = str(exc)
+        if force_fs is not None:
+            ref.meta["force_fs"] = force_fs
+        refs.append(ref)
+    return refs
+
+
+def parse_rate(rate: str | float | None) -> float | None:
+    """``--rate``: 'auto'/None -> None (the header's rate), else a forced rate in Hz."""
+    if rate is None or str(rate).strip().lower() == "auto":
+        return None
+    try:
+        fs = float(rate)
+    except ValueError:
+        raise DataError(f"--rate {rate!r} is not a number of Hz", field="rate",
+                        fix="pass auto (the header's rate) or the rate in Hz, e.g. --rate 500") from None
+    if not fs > 0 or fs != fs or fs > 100_000:
+        raise DataError(f"--rate {rate!r} is not a plausible rate", field="rate", fix="pass a rate in Hz")
+    return fs

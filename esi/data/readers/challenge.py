@@ -6,16 +6,12 @@ Covers ICBEB/CPSC 2018, Chapman-Shaoxing, Ningbo, Georgia and PTB-XL as the Chal
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from esi.data.readers.base import (
-    RecordRef,
-    build_record,
-    find_headers,
-    load_wfdb,
-    parse_comments,
-    require_dir,
-)
-from esi.data.record import EcgRecord, normalize_age, normalize_sex
+from esi.data.readers.base import RecordRef, build_record, header_refs, load_wfdb, parse_rate, require_dir
+from esi.data.record import EcgRecord, checked_age, normalize_sex
+
+EXPECTED = "*.hea WFDB headers (with .mat or .dat signal files) anywhere below it"
 
 
 def parse_dx(text: str | None) -> dict[str, float]:
@@ -25,28 +21,19 @@ def parse_dx(text: str | None) -> dict[str, float]:
     return {code.strip(): 1.0 for code in text.split(",") if code.strip() and code.strip().lower() != "unknown"}
 
 
-def list_refs(root: str | Path, *, source: str | None = None) -> list[RecordRef]:
+def _meta(comments: dict[str, str]) -> dict[str, Any]:
+    age, flags = checked_age(comments.get("age"))
+    return {"age": age, "sex": normalize_sex(comments.get("sex")), "labels": parse_dx(comments.get("dx")),
+            "label_system": "snomed", "subject_id": comments.get("patient id") or None, "flags": flags}
+
+
+def list_refs(root: str | Path, *, source: str | None = None, rate: str | float | None = None
+              ) -> list[RecordRef]:
     """One reference per header under ``root``. Header comments are read here so the manifest has labels."""
     root = require_dir(root, "Challenge-format")
-    source = source or root.name
-    refs = []
-    for hea in find_headers(root):
-        comments = parse_comments([ln[1:] for ln in hea.read_text(errors="replace").splitlines()
-                                   if ln.startswith("#")])
-        meta = {
-            "age": normalize_age(comments.get("age")),
-            "sex": normalize_sex(comments.get("sex")),
-            "labels": parse_dx(comments.get("dx")),
-            "label_system": "snomed",
-            "subject_id": comments.get("patient id") or None,
-        }
-        rel = hea.relative_to(root).with_suffix("")
-        refs.append(RecordRef(record_id=f"{source}/{rel.as_posix()}", path=str(hea.with_suffix("")),
-                              source=source, meta=meta))
-    return refs
+    return header_refs(root, source or root.name, _meta, parse_rate(rate))
 
 
 def read(ref: RecordRef) -> EcgRecord:
     """Load one Challenge-format record."""
-    signal, fs, _comments, names = load_wfdb(ref.path)
-    return build_record(ref, signal, fs, lead_names=names)
+    return build_record(ref, load_wfdb(ref.path, force_fs=ref.meta.get("force_fs")))

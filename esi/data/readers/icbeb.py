@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from esi.data.readers.base import RecordRef, build_record, load_wfdb, require_dir
-from esi.data.record import LEADS, EcgRecord, normalize_age, normalize_sex
+from esi.data.readers.base import RecordRef, build_record, load_wfdb, parse_comments, parse_rate, require_dir
+from esi.data.record import LEADS, EcgRecord, checked_age, normalize_age, normalize_sex
 from esi.errors import DataError, RecordReadError
 
 FS = 500.0
@@ -21,34 +21,47 @@ FS = 500.0
 CLASSES = {1: "Normal", 2: "AF", 3: "I-AVB", 4: "LBBB", 5: "RBBB", 6: "PAC", 7: "PVC", 8: "STD", 9: "STE"}
 
 
-def read_reference(path: Path) -> dict[str, dict[str, float]]:
-    """REFERENCE.csv (Recording, First_label, Second_label, Third_label) -> {record: {class name: 1.0}}."""
-    labels: dict[str, dict[str, float]] = {}
-    with path.open(newline="") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if not header or header[0].strip().lower() != "recording":
-            raise DataError("first column must be 'Recording'", path=str(path), field="Recording",
-                            fix="use the REFERENCE.csv of CPSC 2018 (Recording,First_label,Second_label,...)")
-        for lineno, row in enumerate(reader, start=2):
-            if not row or not row[0].strip():
+EXPECTED = "REFERENCE.csv (Recording,First_label,...) with one row per record, and the .mat files"
+
+
+def read_reference(path: Path) -> dict[str, dict[str, float] | DataError]:
+    """REFERENCE.csv (Recording, First_label, Second_label, Third_label) -> {record: {class name: 1.0}}.
+
+    A row with a label that is not a CPSC class maps to the DataError that says so (a reject row later);
+    a file whose first column is not 'Recording' raises at once."""
+    labels: dict[str, dict[str, float] | DataError] = {}
+    try:
+        with path.open(newline="", encoding="utf-8", errors="replace") as fh:
+            rows = list(csv.reader(fh))
+    except (OSError, csv.Error) as exc:
+        raise DataError(f"REFERENCE.csv cannot be read ({exc})", path=str(path)) from exc
+    header = rows[0] if rows else None
+    if not header or header[0].strip().lower() != "recording":
+        raise DataError("first column must be 'Recording'", path=str(path), field="Recording",
+                        fix="use the REFERENCE.csv of CPSC 2018 (Recording,First_label,Second_label,...)")
+    for lineno, row in enumerate(rows[1:], start=2):
+        if not row or not row[0].strip():
+            continue
+        codes: dict[str, float] = {}
+        for cell in row[1:]:
+            cell = cell.strip()
+            if not cell:
                 continue
-            codes = {}
-            for cell in row[1:]:
-                cell = cell.strip()
-                if not cell:
-                    continue
-                if not cell.isdigit() or int(cell) not in CLASSES:
-                    raise DataError(f"line {lineno}: label {cell!r} is not a CPSC class 1-9", path=str(path),
-                                    field="First_label")
-                codes[CLASSES[int(cell)]] = 1.0
+            if not cell.isdigit() or int(cell) not in CLASSES:
+                labels[row[0].strip()] = DataError(f"line {lineno}: label {cell!r} is not a CPSC class 1-9",
+                                                   path=str(path), field="First_label",
+                                                   fix="correct the label of this row (1-9)")
+                break
+            codes[CLASSES[int(cell)]] = 1.0
+        else:
             labels[row[0].strip()] = codes
     return labels
 
 
-def list_refs(root: str | Path, *, source: str = "icbeb") -> list[RecordRef]:
+def list_refs(root: str | Path, *, source: str = "icbeb", rate: str | float | None = None) -> list[RecordRef]:
     """One reference per REFERENCE.csv row."""
     root = require_dir(root, "ICBEB")
+    force_fs = parse_rate(rate)
     ref_path = next(iter(sorted(root.rglob("REFERENCE.csv"))), None)
     if ref_path is None:
         raise DataError("REFERENCE.csv not found", path=str(root),
@@ -56,9 +69,15 @@ def list_refs(root: str | Path, *, source: str = "icbeb") -> list[RecordRef]:
     refs = []
     mats = {p.stem: p for p in root.rglob("*.mat")}
     for name, labels in read_reference(ref_path).items():
+        if isinstance(labels, DataError) or "/" in name or "\\" in name or name in (".", ".."):
+            error = labels if isinstance(labels, DataError) else DataError(
+                f"Recording {name!r} is not a record name", path=str(ref_path), field="Recording")
+            refs.append(RecordRef(record_id=f"{source}/{name}", path=str(ref_path), source=source,
+                                  error=str(error)))
+            continue
         mat = mats.get(name, ref_path.parent / f"{name}.mat")
         refs.append(RecordRef(record_id=f"{source}/{name}", path=str(mat), source=source,
-                              meta={"labels": labels, "label_system": "icbeb"}))
+                              meta={"labels": labels, "label_system": "icbeb", "force_fs": force_fs}))
     return refs
 
 
@@ -71,7 +90,8 @@ def _load_original_mat(path: Path) -> tuple[np.ndarray, float | None, str | None
     try:
         mat = loadmat(str(path), squeeze_me=True, struct_as_record=False)
     except Exception as exc:
-        raise RecordReadError(f"unreadable .mat ({type(exc).__name__}: {exc})", path=str(path)) from exc
+        raise RecordReadError(f"{path.name} is not a readable MATLAB file ({type(exc).__name__}: {exc})",
+                              path=str(path), fix="re-export the record as a MATLAB .mat") from exc
     ecg = mat.get("ECG")
     if ecg is None or not hasattr(ecg, "data"):
         raise RecordReadError("no ECG struct with a 'data' field", path=str(path), field="ECG.data",
@@ -86,15 +106,18 @@ def _load_original_mat(path: Path) -> tuple[np.ndarray, float | None, str | None
 def read(ref: RecordRef) -> EcgRecord:
     """Load one ICBEB record (original .mat, or WFDB when a header is next to it)."""
     path = Path(ref.path)
+    force_fs = ref.meta.get("force_fs")
     if path.with_suffix(".hea").exists():
-        signal, fs, comments, names = load_wfdb(str(path.with_suffix("")))
-        from esi.data.readers.base import parse_comments
-
-        info = parse_comments(comments)
-        ref.meta.setdefault("age", normalize_age(info.get("age")))
+        loaded = load_wfdb(str(path.with_suffix("")), force_fs=force_fs)
+        info = parse_comments(loaded.comments)
+        age, flags = checked_age(info.get("age"))
+        ref.meta.setdefault("age", age)
         ref.meta.setdefault("sex", normalize_sex(info.get("sex")))
-        return build_record(ref, signal, fs, lead_names=names)
+        ref.meta["flags"] = [*ref.meta.get("flags", []), *flags]
+        return build_record(ref, loaded)
     data, age, sex = _load_original_mat(path)
+    age, flags = checked_age(age)
     ref.meta.setdefault("age", age)
     ref.meta.setdefault("sex", sex)
-    return build_record(ref, data.astype(np.float32), FS, lead_names=list(LEADS))
+    ref.meta["flags"] = [*ref.meta.get("flags", []), *flags]
+    return build_record(ref, data.astype(np.float32), force_fs or FS, lead_names=list(LEADS))

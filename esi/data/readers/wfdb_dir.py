@@ -7,18 +7,13 @@ other 'key: value' pair is kept as a raw label when it looks like one (e.g. 'Cha
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from esi.data.readers.base import (
-    RecordRef,
-    build_record,
-    find_headers,
-    load_wfdb,
-    parse_comments,
-    require_dir,
-)
+from esi.data.readers.base import RecordRef, build_record, header_refs, load_wfdb, parse_rate, require_dir
 from esi.data.readers.challenge import parse_dx
-from esi.data.record import EcgRecord, normalize_age, normalize_sex
+from esi.data.record import EcgRecord, checked_age, normalize_sex
 
+EXPECTED = "*.hea WFDB headers (with their signal files) anywhere below it"
 _TRUE = {"true", "1", "yes", "positive"}
 
 
@@ -32,27 +27,21 @@ def _labels_from_comments(info: dict[str, str]) -> tuple[dict[str, float], str]:
     return {k: v for k, v in labels.items() if v > 0}, "none"
 
 
-def list_refs(root: str | Path, *, source: str | None = None) -> list[RecordRef]:
-    """One reference per .hea under ``root`` (multi-segment layouts are not expanded)."""
+def _meta(info: dict[str, str]) -> dict[str, Any]:
+    labels, system = _labels_from_comments(info)
+    age, flags = checked_age(info.get("age"))
+    return {"age": age, "sex": normalize_sex(info.get("sex")),
+            "subject_id": info.get("patient id") or info.get("patient") or None,
+            "labels": labels, "label_system": system, "flags": flags}
+
+
+def list_refs(root: str | Path, *, source: str | None = None, rate: str | float | None = None
+              ) -> list[RecordRef]:
+    """One reference per .hea under ``root`` (multi-segment layouts are refused when read)."""
     root = require_dir(root, "WFDB")
-    source = source or root.name
-    refs = []
-    for hea in find_headers(root):
-        lines = hea.read_text(errors="replace").splitlines()
-        if not lines or lines[0].startswith("#"):
-            continue
-        info = parse_comments([ln.lstrip("#") for ln in lines if ln.startswith("#")])
-        labels, system = _labels_from_comments(info)
-        meta = {"age": normalize_age(info.get("age")), "sex": normalize_sex(info.get("sex")),
-                "subject_id": info.get("patient id") or info.get("patient") or None,
-                "labels": labels, "label_system": system}
-        rel = hea.relative_to(root).with_suffix("")
-        refs.append(RecordRef(record_id=f"{source}/{rel.as_posix()}", path=str(hea.with_suffix("")),
-                              source=source, meta=meta))
-    return refs
+    return header_refs(root, source or root.name, _meta, parse_rate(rate))
 
 
 def read(ref: RecordRef) -> EcgRecord:
     """Load one WFDB record (extra channels such as Frank leads are dropped by name)."""
-    signal, fs, _comments, names = load_wfdb(ref.path)
-    return build_record(ref, signal, fs, lead_names=names)
+    return build_record(ref, load_wfdb(ref.path, force_fs=ref.meta.get("force_fs")))
