@@ -77,7 +77,12 @@ def ablate_cmd(
         seed=seed,
     )
     typer.echo(ablation_table(summary))
-    typer.echo(f"results: {out / 'ablations.json'}")
+    from esi.evaluation.tables import load_runs, render
+
+    # Table 5 in the paper's shape: each ablation's runs, and both zero-shot prompt schemes of each
+    _, ablation_metrics = load_runs([out])
+    typer.echo(render(list(ablation_metrics.values()), ablation_metrics))
+    typer.echo(f"results: {out / 'ablations.json'} (tables: esi report {out})")
 
 
 def register(app: typer.Typer) -> None:

@@ -36,8 +36,18 @@ def evaluate_cmd(
     max_steps: int = typer.Option(None, min=1, help="fine-tune: cap of steps per epoch"),
     segment: float = typer.Option(None, help="identification segment (s); default 5 PTB-XL, 4 ICBEB"),
     pairing: str = typer.Option("auto", help="identification pairing: auto | records | segments"),
-    mmd_reference: Path = typer.Option(None, help="mmd mode: pretraining store (default: training folds)"),
-    seed: int = typer.Option(0, help="seed of folds, subsets, bootstrap and random init"),
+    mmd_reference: Path = typer.Option(
+        None, help="mmd mode: reference store (default: the model's pretraining set, from its checkpoint)"
+    ),
+    prompts: str = typer.Option("caption", help="zero-shot prompt scheme: caption (pretraining text) | names"),
+    kb_dir: Path = typer.Option(None, help="knowledge base for caption prompts (default ESI_HOME's, else corpus)"),
+    scratch_lrs: str = typer.Option("3e-4,1e-3,3e-3", help="from-scratch baseline lr grid (chosen on validation)"),
+    allow_contaminated: bool = typer.Option(
+        False,
+        "--allow-contaminated",
+        help="evaluate even when test records were in the pretraining set (the report marks it CONTAMINATED)",
+    ),
+    seed: int = typer.Option(0, help="seed of label-fraction subsets, bootstrap and random init (not of folds)"),
     no_mlflow: bool = typer.Option(False, "--no-mlflow", help="do not log to MLflow"),
     no_cache: bool = typer.Option(False, "--no-cache", help="recompute embeddings"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
@@ -51,11 +61,14 @@ def evaluate_cmd(
     try:
         fracs = [float(x) for x in fractions.split(",") if x.strip()]
         seed_list = [int(x) for x in seeds.split(",") if x.strip()]
+        lr_list = [float(x) for x in scratch_lrs.split(",") if x.strip()]
     except ValueError:
         raise ConfigError(
-            f"--fractions {fractions!r} / --seeds {seeds!r}: use comma-separated numbers, "
-            "e.g. --fractions 0.01,0.1,1 --seeds 0,1,2"
+            f"--fractions {fractions!r} / --seeds {seeds!r} / --scratch-lrs {scratch_lrs!r}: use comma-separated "
+            "numbers, e.g. --fractions 0.01,0.1,1 --seeds 0,1,2 --scratch-lrs 3e-4,1e-3"
         ) from None
+    if not lr_list:
+        raise ConfigError("--scratch-lrs needs at least one learning rate")
     if not seed_list:
         raise ConfigError("--seeds needs at least one seed")
     result = evaluate(
@@ -73,6 +86,10 @@ def evaluate_cmd(
         identification_segment_s=segment,
         identification_pairing=pairing,
         mmd_reference=mmd_reference,
+        prompt_scheme=prompts,
+        kb_dir=kb_dir,
+        allow_contaminated=allow_contaminated,
+        scratch_lrs=lr_list,
         log_mlflow=not no_mlflow,
         progress=not quiet,
         use_cache=not no_cache,

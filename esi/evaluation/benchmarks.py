@@ -5,13 +5,16 @@ PTB-XL follows the standard benchmark (Strodthoff et al. 2020): the label tasks 
 ``diagnostic_subclass`` / ``diagnostic_class``, form 19, rhythm 12). A statement counts whatever its
 likelihood (0 included), records without a label for the task are dropped for that task, and folds 1-8 train,
 9 validates, 10 tests. The synthetic dataset is written in PTB-XL layout and goes through the same code.
-ICBEB uses its 9 classes; when the store carries no folds they are assigned by iterative stratification
-(deterministic, subject-disjoint when subject ids exist). ``custom`` takes any store with harmonised
-conditions.
+ICBEB uses its 9 classes. When a store carries no folds (ICBEB without the benchmark's fold file, custom
+stores), folds are fixed by the data, never by a seed: :func:`hash_folds` puts each subject (a record without a
+subject id is its own subject) in fold ``int(sha256("esi-fold-v1:" + key)[:8], 16) % 10 + 1``, so the same
+record always lands in the same fold, subject-disjoint, whatever ``--seed`` says. ``custom`` takes any store
+with harmonised conditions.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Sequence
@@ -35,6 +38,7 @@ SCP_STATEMENTS = Path(__file__).resolve().parent.parent / "data" / "scp_statemen
 PTBXL_TASKS = ("all", "diagnostic", "subdiagnostic", "superdiagnostic", "form", "rhythm")
 BENCHMARKS = ("ptbxl", "synthetic", "icbeb", "custom")
 TRAIN_FOLDS, VAL_FOLDS, TEST_FOLDS = tuple(range(1, 9)), (9,), (10,)
+FOLD_HASH_SALT = "esi-fold-v1:"  # part of the documented fold rule: changing it moves every record
 
 SUPERCLASS_NAMES = {
     "NORM": "normal ECG",
@@ -135,6 +139,11 @@ class Benchmark:
     label_system: str = "scp"
     dropped_classes: list[str] = field(default_factory=list)
     folds_assigned: bool = False
+    member_counts: dict[str, dict[str, int]] = field(default_factory=dict)  # training-fold records per member
+    fold_rule: str = "store"  # "store" (the data's own folds) or "hash" (see hash_folds)
+    # Every usable record of the store in the test folds, whatever the task (the identification pool):
+    pool_indices: np.ndarray | None = None
+    pool_subjects: np.ndarray | None = None
     train_folds: tuple[int, ...] = TRAIN_FOLDS
     val_folds: tuple[int, ...] = VAL_FOLDS
     test_folds: tuple[int, ...] = TEST_FOLDS
@@ -151,9 +160,18 @@ class Benchmark:
         m = self.mask(split)
         return self.indices[m], self.y[m]
 
+    def record_ids(self, store: EcgStore, split: str) -> np.ndarray:
+        """Record ids of one split (for provenance checks)."""
+        idx, _ = self.split(split)
+        return store.manifest["record_id"].astype(str).to_numpy()[idx]
+
     def summary(self) -> dict:
         counts = {s: int(self.mask(s).sum()) for s in ("train", "val", "test")}
+        fold_sizes = {str(f): int(n) for f, n in zip(*np.unique(self.folds, return_counts=True), strict=True)}
         return {
+            "fold_sizes": fold_sizes,
+            "fold_rule": self.fold_rule,
+            "pool_test_records": int(len(self.pool_indices)) if self.pool_indices is not None else None,
             "benchmark": self.name,
             "task": self.task,
             "n_classes": len(self.class_names),
@@ -301,14 +319,34 @@ def _subjects(rec: pd.DataFrame) -> np.ndarray:
     )
 
 
-def _folds(rec: pd.DataFrame, y: np.ndarray, subjects: np.ndarray, seed: int) -> tuple[np.ndarray, bool]:
+def hash_folds(keys: Sequence[str], n_folds: int = 10) -> np.ndarray:
+    """Folds 1..n_folds fixed by the data: ``int(sha256(FOLD_HASH_SALT + key)[:8], 16) % n_folds + 1``.
+
+    ``keys`` are subject ids (records without one use ``record:<record_id>``), so a subject's records share a
+    fold. No seed enters: the same record gets the same fold on every run and machine.
+    """
+    return np.array(
+        [int(hashlib.sha256((FOLD_HASH_SALT + str(k)).encode()).hexdigest()[:8], 16) % n_folds + 1 for k in keys],
+        dtype=np.int64,
+    )
+
+
+def _folds(rec: pd.DataFrame, subjects: np.ndarray) -> tuple[np.ndarray, bool]:
     folds = rec["fold"].to_numpy(dtype=float) if "fold" in rec.columns else np.full(len(rec), np.nan)
     if len(folds) and np.isfinite(folds).all() and set(np.unique(folds).astype(int)) <= set(range(1, 11)):
         return folds.astype(int), False
     if np.isfinite(folds).any():
-        log.warning("some records have no fold or a fold outside 1-10; assigning 10 stratified folds to all")
-    assigned = iterative_stratification(y, 10, seed=seed, groups=subjects) + 1
-    return assigned, True
+        log.warning("some records have no fold or a fold outside 1-10; assigning hash folds (by subject) to all")
+    return hash_folds(subjects), True
+
+
+def _test_pool(store: EcgStore, test_folds: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Store indices and subjects of every usable record in the test folds, labelled or not."""
+    rec = _records(store)
+    subjects = _subjects(rec)
+    folds, _ = _folds(rec, subjects)
+    keep = np.isin(folds, list(test_folds))
+    return rec["index"].to_numpy(np.int64)[keep], subjects[keep]
 
 
 def _finish(
@@ -321,7 +359,6 @@ def _finish(
     texts: dict[str, list[str]],
     members: dict[str, list[str]],
     system: str,
-    seed: int,
     min_positives: int,
 ) -> Benchmark:
     keep_rows = y.any(1)  # records without a label for the task are dropped for that task
@@ -346,7 +383,10 @@ def _finish(
     keep_rows = y.any(1)
     rec, y = rec[keep_rows].reset_index(drop=True), y[keep_rows]
     subjects = _subjects(rec)
-    folds, assigned = _folds(rec, y, subjects, seed)
+    folds, assigned = _folds(rec, subjects)
+    pool_idx, pool_subj = _test_pool(store, TEST_FOLDS)
+    train_pos = y[np.isin(folds, TRAIN_FOLDS)].sum(0)
+    member_counts = {c: {m: int(n) for m in members.get(c, [c])} for c, n in zip(classes, train_pos, strict=True)}
     return Benchmark(
         name=name,
         task=task,
@@ -361,6 +401,10 @@ def _finish(
         label_system=system,
         dropped_classes=dropped,
         folds_assigned=assigned,
+        member_counts=member_counts,
+        fold_rule="hash" if assigned else "store",
+        pool_indices=pool_idx,
+        pool_subjects=pool_subj,
     )
 
 
@@ -401,7 +445,7 @@ def ptbxl_benchmark(
         codes = json.loads(text) if text else {}
         sets.append({cls for code in codes for cls in code_to_classes.get(code, ())})
     classes = list(mapping)
-    return _finish(
+    bench = _finish(
         name,
         task,
         store,
@@ -411,9 +455,16 @@ def ptbxl_benchmark(
         _ptbxl_texts(task, mapping, st),
         mapping,
         "scp",
-        seed,
         min_positives,
     )
+    # How often each member statement occurs in the training folds (weights of the zero-shot prompts).
+    labels = store.manifest["labels"].to_numpy()[bench.indices[bench.mask("train")]]
+    seen: dict[str, int] = {}
+    for text in labels:
+        for code in json.loads(text) if text else {}:
+            seen[code] = seen.get(code, 0) + 1
+    bench.member_counts = {c: {m: seen.get(m, 0) for m in bench.class_members[c]} for c in bench.class_names}
+    return bench
 
 
 def icbeb_labels(label_system: str, labels: dict[str, float]) -> set[str]:
@@ -425,7 +476,7 @@ def icbeb_labels(label_system: str, labels: dict[str, float]) -> set[str]:
 def icbeb_benchmark(
     store: EcgStore, task: str = "all", *, seed: int = 0, min_positives: int = 1
 ) -> Benchmark:
-    """ICBEB / CPSC 2018: 9 classes; 10 stratified folds when the store has none."""
+    """ICBEB / CPSC 2018: 9 classes; the store's folds, else hash folds (:func:`hash_folds`)."""
     if task not in ("all", "icbeb"):
         raise EvaluationError(f"ICBEB has a single task ('all', the 9 classes), not {task!r}")
     rec = _records(store)
@@ -462,7 +513,6 @@ def icbeb_benchmark(
         texts,
         members,
         "scp",
-        seed,
         min_positives,
     )
 
@@ -502,7 +552,6 @@ def custom_benchmark(
         texts,
         {c: [c] for c in classes},
         "conditions",
-        seed,
         min_positives,
     )
 
@@ -515,7 +564,11 @@ def load_benchmark(
     seed: int = 0,
     min_positives: int | None = None,
 ) -> Benchmark:
-    """Build benchmark ``name`` (ptbxl, synthetic, icbeb, custom) for ``task`` on a store."""
+    """Build benchmark ``name`` (ptbxl, synthetic, icbeb, custom) for ``task`` on a store.
+
+    ``seed`` is accepted for old callers and ignored: folds come from the data (the store, else
+    :func:`hash_folds`), never from a seed.
+    """
     from esi.data.store import EcgStore
 
     if not isinstance(store, EcgStore):

@@ -131,8 +131,10 @@ def identification(
     fit: str = "crop",
     batch_size: int = 64,
     progress: bool = True,
+    kind: str = "embedding",
 ) -> dict:
-    """Run 1-shot identification on the test records of a benchmark (embeddings through ``cache``)."""
+    """Run 1-shot identification on the test records of a benchmark (``kind`` vectors through ``cache``:
+    the contrastive ``embedding``, or the encoder's pooled ``features``)."""
     from esi.evaluation.embed import Segment
 
     seg = segment_s or SEGMENT_SECONDS.get(benchmark, 5.0)
@@ -159,7 +161,7 @@ def identification(
             model,
             store,
             idx,
-            kind="embedding",
+            kind=kind,
             segment=segment,
             batch_size=batch_size,
             progress=progress,
@@ -167,12 +169,21 @@ def identification(
         )
     result = identification_metrics(embs["gallery"], embs["probe"])
     result.update(
-        {"pairing": pairs.mode, "segment_s": seg, "segment_fit": fit, "skipped_records": pairs.skipped}
+        {
+            "pairing": pairs.mode,
+            "vectors": kind,
+            "segment_s": seg,
+            "segment_fit": fit,
+            "skipped_records": pairs.skipped,
+            "pool_records": int(len(indices)),
+            "pool_subjects": int(len(set(np.asarray(subjects).astype(str)))),
+        }
     )
     log.info(
-        "identification (%s, %d subjects, %g s): top-1 %.3f (chance %.4f), AUC %.3f",
+        "identification (%s, %d subjects enrolled of %d in the test pool, %g s): top-1 %.3f (chance %.4f), AUC %.3f",
         pairs.mode,
         result["n_subjects"],
+        result["pool_subjects"],
         seg,
         result["top1_accuracy"],
         result["chance_accuracy"],

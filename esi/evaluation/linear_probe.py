@@ -172,7 +172,7 @@ def linear_probe(
             "macro_auc_std": float(aucs.std()),
             # several seeds: the envelope of the per-seed bootstrap intervals, so it always covers the mean
             "ci95": [float(min(r["ci95"][0] for r in runs)), float(max(r["ci95"][1] for r in runs))]
-            if all(r.get("ci95") for r in runs) else runs[0]["ci95"],
+            if all(r["ci95"][0] is not None for r in runs) else [None, None],
             "n_train": int(np.mean([r["n_train"] for r in runs])),
             "unfitted_classes": sorted({c for r in runs for c in r["unfitted_classes"]}),
             "f1_macro": float(np.mean([r["f1_macro"] for r in runs])),

@@ -55,12 +55,14 @@ class AucResult:
     ci_low: float | None = None
     ci_high: float | None = None
     n_bootstrap: int = 0
+    redrawn: int = 0  # resamples drawn again because a class lost all positives or all negatives
 
     def to_dict(self) -> dict:
         return {
             "macro_auc": self.macro,
             "ci95": [self.ci_low, self.ci_high],
             "n_bootstrap": self.n_bootstrap,
+            "bootstrap_redrawn": self.redrawn,
             "per_class_auc": self.per_class,
             "skipped_classes": self.skipped,
         }
@@ -82,8 +84,9 @@ def macro_auc(
 ) -> AucResult:
     """Macro AUC (mean over classes with positives and negatives), per-class AUC and a bootstrap 95% CI.
 
-    The bootstrap resamples records with replacement (``n_bootstrap`` times, fixed ``seed``); in each
-    resample the macro AUC is taken over the classes that still have both label values.
+    The bootstrap resamples records with replacement (``n_bootstrap`` times, fixed ``seed``). A resample in
+    which a scored class lost all its positives (or negatives) is drawn again, as the PTB-XL benchmark code
+    does, so every resample averages the same classes. ``n_bootstrap=0``: no interval (``ci95`` is None).
     """
     y, scores = _check(y, scores)
     names = list(class_names) if class_names is not None else [str(c) for c in range(y.shape[1])]
@@ -102,20 +105,37 @@ def macro_auc(
         skipped=[n for n, v in zip(names, valid, strict=True) if not v],
     )
     if n_bootstrap > 0:
-        rng = np.random.default_rng(seed)
-        n = y.shape[0]
-        stats = []
-        cols = np.flatnonzero(valid)
-        for _ in range(n_bootstrap):
-            idx = rng.integers(0, n, n)
-            vals = [binary_auc(y[idx, c], scores[idx, c]) for c in cols]
-            vals = [v for v in vals if not np.isnan(v)]
-            if vals:
-                stats.append(float(np.mean(vals)))
-        if stats:
-            result.ci_low, result.ci_high = (float(v) for v in np.percentile(stats, [2.5, 97.5]))
-            result.n_bootstrap = len(stats)
+        stats, redrawn = _bootstrap(y, scores, np.flatnonzero(valid), n_bootstrap, seed)
+        result.ci_low, result.ci_high = (float(v) for v in np.percentile(stats, [2.5, 97.5]))
+        result.n_bootstrap = len(stats)
+        result.redrawn = redrawn
     return result
+
+
+MAX_REDRAWS_PER_RESAMPLE = 100
+
+
+def _bootstrap(y: np.ndarray, scores: np.ndarray, cols: np.ndarray, n_bootstrap: int, seed: int
+               ) -> tuple[list[float], int]:
+    """Macro AUC over ``cols`` of ``n_bootstrap`` resamples in which every class keeps both label values."""
+    rng = np.random.default_rng(seed)
+    n = y.shape[0]
+    stats: list[float] = []
+    redrawn = 0
+    limit = MAX_REDRAWS_PER_RESAMPLE * n_bootstrap
+    while len(stats) < n_bootstrap:
+        idx = rng.integers(0, n, n)
+        pos = y[idx][:, cols].sum(0)
+        if ((pos == 0) | (pos == n)).any():
+            redrawn += 1
+            if redrawn > limit:
+                raise EvaluationError(
+                    f"bootstrap: {redrawn} resamples lost every positive of a class (only {len(stats)} of "
+                    f"{n_bootstrap} kept); the test split has too few positives for a CI: use --bootstrap 0"
+                )
+            continue
+        stats.append(float(np.mean([binary_auc(y[idx, c], scores[idx, c]) for c in cols])))
+    return stats, redrawn
 
 
 def best_f1_thresholds(y_val: np.ndarray, scores_val: np.ndarray) -> np.ndarray:

@@ -10,12 +10,12 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-MODE_TITLES = {
-    "zero_shot": "ESI zero-shot",
-    "linear_probe": "ESI linear probe",
-    "linear_probe_random_init": "Random init, linear probe",
-    "finetune": "ESI fine-tune",
-    "supervised_scratch": "Supervised from scratch",
+MODE_TITLES = {  # what was evaluated, never "ESI" for a model that may be a random init
+    "zero_shot": "zero-shot",
+    "linear_probe": "linear probe",
+    "linear_probe_random_init": "random init, linear probe",
+    "finetune": "fine-tune",
+    "supervised_scratch": "supervised from scratch",
 }
 
 
@@ -25,100 +25,23 @@ def _fmt(v: Any, digits: int = 3) -> str:
     return f"{v:.{digits}f}"
 
 
-def _ci(ci: Any) -> str:
-    if not ci or ci[0] is None:
-        return "-"
-    return f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+def markdown_table(metrics: dict, *, paper: bool = False) -> str:
+    """report.md of one run: the paper-shaped Tables 2-5 (esi.evaluation.tables), MMD, throughput."""
+    from esi.evaluation.tables import model_label, render
 
-
-def classification_rows(modes: dict) -> list[dict]:
-    """One row per (method, training-label fraction) with test macro AUC, CI and F1-macro."""
-    rows = []
-    if "zero_shot" in modes:
-        z = modes["zero_shot"]
-        rows.append(
-            {
-                "method": MODE_TITLES["zero_shot"],
-                "labels": "0%",
-                "auc": z["macro_auc"],
-                "ci": z["ci95"],
-                "f1": z["f1_macro"],
-                "std": None,
-            }
-        )
-    for key in ("linear_probe", "linear_probe_random_init"):
-        if key in modes:
-            for frac in modes[key]["fractions"].values():
-                rows.append(
-                    {
-                        "method": MODE_TITLES[key],
-                        "labels": f"{frac['fraction'] * 100:g}%" + _unfitted_note(frac),
-                        "auc": frac["macro_auc"],
-                        "ci": frac["ci95"],
-                        "f1": frac["f1_macro"],
-                        "std": frac.get("macro_auc_std") if frac["fraction"] < 1 else None,
-                    }
-                )
-    for key in ("finetune", "supervised_scratch"):
-        if key in modes:
-            m = modes[key]
-            rows.append(
-                {
-                    "method": MODE_TITLES[key],
-                    "labels": "100%",
-                    "auc": m["macro_auc"],
-                    "ci": m["ci95"],
-                    "f1": m["f1_macro"],
-                    "std": None,
-                }
-            )
-    return rows
-
-
-def _unfitted_note(frac: dict) -> str:
-    """'(n=5; 3 classes without both label values: chance)' when a small subset could not fit every class."""
-    unfitted = frac.get("unfitted_classes") or []
-    if not unfitted:
-        return ""
-    return f" (n={frac.get('n_train', '?')}; {len(unfitted)} class(es) with one label value: scored at chance)"
-
-
-def markdown_table(metrics: dict) -> str:
-    """The paper-style tables: classification (macro AUC by label fraction), identification, MMD."""
     b = metrics["benchmark"]
     modes = metrics["modes"]
     lines = [
-        f"## {b['benchmark']} / {b['task']} — {b['n_classes']} classes, test records {b['records']['test']}",
+        f"# {b['benchmark']} / {b['task']}: {b['n_classes']} classes, test records {b['records']['test']}",
         "",
-        f"Model: `{metrics['model']['ref']}` (digest {metrics['model']['digest']})",
+        f"Model: {model_label(metrics['model'])}, `{metrics['model']['ref']}` (digest {metrics['model']['digest']})",
         "",
+        render([metrics], paper=paper),
     ]
-    rows = classification_rows(modes)
-    if rows:
-        lines += [
-            "| Method | Training labels | Macro AUC | 95% CI | F1-macro |",
-            "| --- | --- | --- | --- | --- |",
-        ]
-        for r in rows:
-            auc = _fmt(r["auc"]) + (f" ± {r['std']:.3f}" if r["std"] else "")
-            lines.append(f"| {r['method']} | {r['labels']} | {auc} | {_ci(r['ci'])} | {_fmt(r['f1'])} |")
-        if any(r["std"] for r in rows):
-            lines += ["", "Label fractions below 100%: mean ± std over seeds; the CI is the envelope of the "
-                      "per-seed bootstrap intervals."]
-        lines.append("")
-    if "identification" in modes:
-        i = modes["identification"]
-        lines += [
-            "| Identification (1-shot) | Pairing | Segment | Subjects | Top-1 ACC | Chance | AUC |",
-            "| --- | --- | --- | --- | --- | --- | --- |",
-            f"| ESI | {i['pairing']} | {i['segment_s']:g} s | {i['n_subjects']} | "
-            f"{_fmt(i['top1_accuracy'])} | {_fmt(i['chance_accuracy'], 4)} | {_fmt(i['macro_auc'])} |",
-            "",
-        ]
     if "mmd" in modes:
         m = modes["mmd"]
         lines += [
-            f"MMD² (RBF, median heuristic) between {m['reference']} and test embeddings: "
+            f"MMD² (RBF, median heuristic) between {m['reference']} and the test embeddings: "
             f"{m['mmd2']:.4f} (n = {m['n_reference']} / {m['n_test']})",
             "",
         ]
@@ -282,6 +205,8 @@ def flat_metrics(metrics: dict) -> dict[str, float]:
                 flat[f"{mode}_{key}"] = float(m[key])
         if m.get("ci95") and m["ci95"][0] is not None:
             flat[f"{mode}_macro_auc_ci_low"], flat[f"{mode}_macro_auc_ci_high"] = map(float, m["ci95"])
+        for scheme, r in (m.get("schemes") or {}).items():  # zero-shot under each prompt scheme (ablation)
+            flat[f"{mode}_{scheme}_prompts_macro_auc"] = float(r["macro_auc"])
     t = metrics.get("throughput", {})
     if t.get("embeddings_per_s"):
         flat["embeddings_per_s"] = float(t["embeddings_per_s"])

@@ -1,7 +1,8 @@
 """``evaluate(...)``: one call runs the chosen modes of a benchmark on a model and writes the report.
 
-Model references: a checkpoint file or folder (``esi.models.checkpoint.load_model``), an MLflow URI
-(``models:/NAME@alias``, ``models:/NAME/3``, ``runs:/RUN_ID/path``: downloaded, then loaded) or a config
+Model references: a checkpoint file or folder (``esi.models.checkpoint.load_model``), a registered model
+(``models:/NAME@alias``, ``models:/NAME/3``: ``esi.registry.load_model``, digest-checked), an MLflow run artifact
+(``runs:/RUN_ID/path``: downloaded, then loaded) or a config
 name (a random initialisation: for baselines and tests). Data: a store, or a dataset folder that is prepared
 into a cached store under ESI_HOME first.
 """
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 MODES = ("zero-shot", "linear-probe", "finetune", "identification", "baselines", "mmd")
 DEFAULT_MODES = ("zero-shot", "linear-probe", "identification")
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
+SCRATCH_LRS = (3e-4, 1e-3, 3e-3)  # from-scratch baseline: encoder and head learning rate, chosen on validation
 
 
 @dataclass
@@ -86,7 +88,15 @@ def resolve_model(ref: Any, *, seed: int = 0) -> tuple[Any, dict]:
     if not isinstance(ref, str | Path):
         return ref, {"ref": f"<in-memory {type(ref).__name__}>", "kind": "object"}
     text = str(ref)
-    if text.startswith(("models:/", "runs:/")):
+    if text.startswith("models:/"):
+        # The registry verifies the weights against the digest recorded on the version before loading them.
+        from esi.registry import load_model as load_registered
+
+        model = load_registered(text)
+        reg = model.registry_info
+        return model, {"ref": text, "kind": "registry", "checkpoint": reg.get("source_checkpoint"),
+                       "registry": {k: reg.get(k) for k in ("name", "version", "alias", "digest", "run_id")}}
+    if text.startswith("runs:/"):
         path = download_mlflow_model(text)
         from esi.models.checkpoint import load_model
 
@@ -157,6 +167,24 @@ def resolve_store(benchmark: str, root_or_store: str | Path, *, progress: bool =
 
 
 # --- the run ----------------------------------------------------------------------------------------------
+def best_of_lr_grid(run: Any, base: Any, lrs: Sequence[float]) -> dict:
+    """Fine-tune once per learning rate (encoder and head), keep the best validation macro AUC (ties: first)."""
+    import dataclasses
+
+    if not lrs:
+        raise EvaluationError("the from-scratch learning-rate grid is empty; pass at least one value")
+    tried: dict[str, float] = {}
+    best: dict | None = None
+    for lr in lrs:
+        res = run(dataclasses.replace(base, lr_encoder=float(lr), lr_head=float(lr)), float(lr))
+        tried[f"{lr:g}"] = res["best_val_macro_auc"]
+        if best is None or res["best_val_macro_auc"] > best["best_val_macro_auc"]:
+            best = {**res, "lr": float(lr)}
+    assert best is not None
+    best["val_auc_by_lr"] = tried
+    return best
+
+
 def _segment_fit(model: Any, store: Any, seconds: float) -> str:
     """'crop' when the encoder accepts a shorter input, else 'pad' (fixed-length encoders such as ViT-1D)."""
     import torch
@@ -229,6 +257,10 @@ def evaluate(
     identification_segment_s: float | None = None,
     identification_pairing: str = "auto",
     mmd_reference: str | Path | None = None,
+    prompt_scheme: str = "caption",
+    kb_dir: str | Path | None = None,
+    allow_contaminated: bool = False,
+    scratch_lrs: Sequence[float] = SCRATCH_LRS,
     log_mlflow: bool = True,
     progress: bool = True,
     cache_dir: str | Path | None = None,
@@ -236,13 +268,19 @@ def evaluate(
     seed: int = 0,
     plots: bool = True,
 ) -> EvaluationResult:
-    """Run the benchmark ``modes`` on a model and write metrics.json, report.md and PNG plots to ``out``."""
+    """Run the benchmark ``modes`` on a model and write metrics.json, report.md and PNG plots to ``out``.
+
+    Refuses (ContaminationError) when the test split overlaps the model's pretraining records
+    (:mod:`esi.evaluation.provenance`), unless ``allow_contaminated``, which the report then prints.
+    ``scratch_lrs``: the from-scratch baseline's learning rates, one chosen on validation.
+    """
     from esi.evaluation.benchmarks import load_benchmark
     from esi.evaluation.embed import EmbeddingCache, model_digest
     from esi.evaluation.finetune import FinetuneConfig, finetune
     from esi.evaluation.identification import SEGMENT_SECONDS, identification
     from esi.evaluation.linear_probe import linear_probe
     from esi.evaluation.metrics import mmd_rbf
+    from esi.evaluation.provenance import check_contamination, pretraining_provenance
     from esi.evaluation.zeroshot import zero_shot
     from esi.settings import get_settings
 
@@ -259,6 +297,11 @@ def evaluate(
                 f"{getattr(bench, split + '_folds')}); the store needs records in folds 1-10"
             )
     model, info = resolve_model(model_ref, seed=seed)
+    prov = pretraining_provenance(getattr(model, "checkpoint_extra", None), store)
+    test_ids = set(bench.record_ids(store, "test")) | set(
+        store.manifest["record_id"].astype(str).to_numpy()[bench.pool_indices]
+    )
+    contamination = check_contamination(prov, test_ids, allow=allow_contaminated)
     info["digest"] = model_digest(model)
     info["config"] = model.config_dict() if hasattr(model, "config_dict") else {}
     out = (
@@ -286,7 +329,9 @@ def evaluate(
         _tick(timings, "zero_shot")
         e_va = cache.get(model, store, va_idx, kind="embedding", desc="embedding val", **enc)
         e_te = cache.get(model, store, te_idx, kind="embedding", desc="embedding test", **enc)
-        results["zero_shot"] = zero_shot(model, bench, e_va, e_te, n_bootstrap=n_bootstrap, seed=seed)
+        results["zero_shot"] = zero_shot(
+            model, bench, e_va, e_te, scheme=prompt_scheme, kb_dir=kb_dir, n_bootstrap=n_bootstrap, seed=seed
+        )
     groups = bench.subjects[bench.mask("train")]
     lp_kw = {"fractions": fractions, "seeds": seeds, "n_bootstrap": n_bootstrap, "groups": groups}
     if c_grid:
@@ -296,9 +341,9 @@ def evaluate(
         f_tr, f_va, f_te = embeddings(model, "features", "pretrained")
         results["linear_probe"] = linear_probe(f_tr, y_tr, f_va, y_va, f_te, y_te, bench.class_names, **lp_kw)
 
-    def run_finetune(encoder_model: Any, label: str) -> dict:
+    def run_finetune(encoder_model: Any, label: str, cfg: Any = ft_cfg) -> dict:
         return finetune(encoder_model, store, (tr_idx, y_tr), (va_idx, y_va), (te_idx, y_te), bench.class_names,
-                        config=ft_cfg, n_bootstrap=n_bootstrap, progress=progress, label=label)
+                        config=cfg, n_bootstrap=n_bootstrap, progress=progress, label=label)
 
     if "finetune" in mode_list:
         _tick(timings, "finetune")
@@ -310,16 +355,19 @@ def evaluate(
         results["linear_probe_random_init"] = linear_probe(
             r_tr, y_tr, r_va, y_va, r_te, y_te, bench.class_names, **lp_kw
         )
-        results["supervised_scratch"] = run_finetune(fresh, "from scratch")
+        results["supervised_scratch"] = best_of_lr_grid(
+            lambda cfg, lr: run_finetune(fresh, f"from scratch lr {lr:g}", cfg), ft_cfg, scratch_lrs
+        )
     if "identification" in mode_list:
         _tick(timings, "identification")
         seg = identification_segment_s or SEGMENT_SECONDS.get(benchmark, 5.0)
+        # The candidate pool is the whole test split (every usable test-fold record), whatever --task is.
         results["identification"] = identification(
             cache,
             model,
             store,
-            te_idx,
-            bench.subjects[bench.mask("test")],
+            bench.pool_indices,
+            bench.pool_subjects,
             benchmark=benchmark,
             segment_s=seg,
             mode=identification_pairing,
@@ -330,9 +378,15 @@ def evaluate(
         _tick(timings, "mmd")
         if mmd_reference:
             ref_store = resolve_store(benchmark, mmd_reference, progress=progress)
-            ref_idx, ref_name = ref_store.indices(), f"pretraining store {ref_store.path}"
+            ref_idx, ref_name = ref_store.indices(), f"pretraining store {ref_store.path} (--mmd-reference)"
+        elif prov.status == "known" and prov.store_indices is not None and len(prov.store_indices):
+            from esi.data.store import EcgStore
+
+            ref_store, ref_idx = EcgStore(prov.store), np.sort(prov.store_indices)
+            ref_name = f"the pretraining set ({prov.source}: {prov.store}, folds {prov.folds or 'all'})"
         else:
-            ref_store, ref_idx, ref_name = store, tr_idx, "the training folds"
+            ref_store, ref_idx = store, tr_idx
+            ref_name = "the training folds (the pretraining set is unknown: " + (prov.note or prov.status) + ")"
         ref = cache.get(model, ref_store, ref_idx, kind="embedding", desc="embedding reference", **enc)
         test_e = cache.get(model, store, te_idx, kind="embedding", desc="embedding test", **enc)
         results["mmd"] = {
@@ -345,6 +399,7 @@ def evaluate(
     metrics = {
         "model": info,
         "benchmark": bench.summary(),
+        "contamination": contamination,
         "modes": results,
         "timings_s": _close_timings(timings),
         "throughput": {
@@ -359,6 +414,9 @@ def evaluate(
             "n_bootstrap": n_bootstrap,
             "seed": seed,
             "modes": mode_list,
+            "prompt_scheme": prompt_scheme,
+            "scratch_lrs": list(scratch_lrs),
+            "allow_contaminated": allow_contaminated,
         },
     }
     return write_report(metrics, bench, y_te, out, plots=plots, log_mlflow=log_mlflow)

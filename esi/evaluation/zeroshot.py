@@ -1,9 +1,10 @@
 """Zero-shot classification: class prompts -> text embeddings; score = cosine(ECG embedding, class embedding).
 
-Prompts come from the benchmark's class texts (names, statement descriptions), the condition vocabulary and
-the knowledge corpus (a diagnostic-criteria and a waveform-feature sentence per condition), several per class,
-embedded with the model's text tower, averaged and re-normalised. F1 thresholds are chosen on the validation
-split only; the test split's labels are used for nothing but the final metrics.
+Two prompt schemes (:mod:`esi.evaluation.prompts`): ``caption`` (default: the pretraining caption text of
+each member label, weighted by training frequency) and ``names`` (:func:`class_prompts`: class names,
+statement descriptions, vocabulary and corpus criteria sentences). A class's prompt embeddings are averaged
+(weighted) and re-normalised. F1 thresholds are chosen on the validation split only; the test split's labels
+are used for nothing but the final metrics.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def class_prompts(
     knowledge_base: Any | None = None,
     corpus_dir: str | Path | None = None,
 ) -> dict[str, list[str]]:
-    """Several prompts per class: its name, 'ECG showing <name>', member descriptions, criteria sentences.
+    """The ``names`` scheme: its name, 'ECG showing <name>', member descriptions, criteria sentences.
 
     ``knowledge_base`` (optional, anything with ``query(text, k)`` returning passages or (passage, score)
     pairs) adds one retrieved passage per class.
@@ -136,15 +137,18 @@ def embed_texts(model: Any, texts: Sequence[str], batch_size: int = 64) -> np.nd
     return z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
 
 
-def class_embeddings(model: Any, prompts: dict[str, list[str]]) -> np.ndarray:
-    """(C, D): the mean of each class's prompt embeddings, re-normalised."""
+def class_embeddings(
+    model: Any, prompts: dict[str, list[str]], weights: dict[str, Sequence[float]] | None = None
+) -> np.ndarray:
+    """(C, D): the (weighted) mean of each class's prompt embeddings, re-normalised."""
     flat = [p for ps in prompts.values() for p in ps]
     if not flat:
         raise EvaluationError("no prompts to embed")
     z = embed_texts(model, flat)
     rows, k = [], 0
-    for ps in prompts.values():
-        m = z[k : k + len(ps)].mean(0)
+    for cls, ps in prompts.items():
+        w = np.asarray(weights[cls] if weights else np.ones(len(ps)), np.float64)
+        m = (z[k : k + len(ps)] * (w / max(float(w.sum()), 1e-12))[:, None]).sum(0)
         rows.append(m / max(float(np.linalg.norm(m)), 1e-12))
         k += len(ps)
     return np.stack(rows)
@@ -184,19 +188,41 @@ def zero_shot(
     emb_test: np.ndarray,
     *,
     prompts: dict[str, list[str]] | None = None,
+    scheme: str = "caption",
+    compare: Sequence[str] = ("caption", "names"),
     n_bootstrap: int = 1000,
     seed: int = 0,
     knowledge_base: Any | None = None,
+    kb_dir: str | Path | None = None,
 ) -> dict:
-    """Zero-shot evaluation of a benchmark from the validation and test ECG embeddings."""
-    prompts = prompts or class_prompts(bench, knowledge_base=knowledge_base)
-    cemb = class_embeddings(model, prompts)
+    """Zero-shot evaluation from the validation and test ECG embeddings.
+
+    The headline result uses prompt ``scheme`` (see :mod:`esi.evaluation.prompts`; explicit ``prompts``
+    override it); every scheme in ``compare`` is also scored, into ``schemes`` (the prompt ablation).
+    """
+    from esi.evaluation.prompts import ClassPrompts, build_prompts
+
     _, y_val = bench.split("val")
     _, y_test = bench.split("test")
-    s_val, s_test = scores(emb_val, cemb), scores(emb_test, cemb)
-    result = evaluate_scores(
-        bench.class_names, s_val, y_val, s_test, y_test, n_bootstrap=n_bootstrap, seed=seed
-    )
-    result["prompts"] = prompts
-    result["_scores_test"] = s_test  # for ROC plots; dropped from the JSON
+    built: dict[str, ClassPrompts] = {}
+    for name in dict.fromkeys([scheme, *compare]):
+        if prompts is not None and name == scheme:
+            built[name] = ClassPrompts("given", prompts, {c: [1.0 / len(p)] * len(p) for c, p in prompts.items()})
+        else:
+            built[name] = build_prompts(bench, name, kb_dir=kb_dir, knowledge_base=knowledge_base)
+    results: dict[str, dict] = {}
+    for name, cp in built.items():
+        cemb = class_embeddings(model, cp.texts, cp.weights)
+        s_val, s_test = scores(emb_val, cemb), scores(emb_test, cemb)
+        r = evaluate_scores(bench.class_names, s_val, y_val, s_test, y_test, n_bootstrap=n_bootstrap, seed=seed)
+        r["_scores_test"] = s_test
+        r["prompt_source"] = cp.source
+        results[name] = r
+    result = dict(results[scheme])
+    result["prompt_scheme"] = built[scheme].scheme
+    result["prompts"] = built[scheme].to_dict()["prompts"]
+    result["schemes"] = {
+        name: {k: r[k] for k in ("macro_auc", "ci95", "f1_macro", "per_class_auc", "skipped_classes", "prompt_source")}
+        for name, r in results.items()
+    }
     return result

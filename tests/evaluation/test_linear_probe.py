@@ -78,3 +78,22 @@ def test_linear_probe_results_per_fraction() -> None:
     assert len(res["fractions"]["0.1"]["runs"]) == 2 and len(res["fractions"]["1"]["runs"]) == 1
     assert res["fractions"]["1"]["macro_auc"] > 0.85
     assert res["fractions"]["0.1"]["macro_auc"] == again["fractions"]["0.1"]["macro_auc"]
+
+
+def test_chosen_C_is_the_argmax_of_validation_auc() -> None:
+    """Few records, many noise features: the weakly regularised first C overfits, so 'take the first C' fails."""
+    rng = np.random.default_rng(7)
+
+    def data(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = (rng.random((n, 2)) < 0.4).astype(int)
+        x = rng.normal(size=(n, 60))
+        x[:, :2] += 0.8 * y
+        return x, y
+
+    x, y = data(40)
+    xv, yv = data(300)
+    grid = (100.0, 0.01, 0.1, 1.0)
+    probe, val_auc = select_and_fit(x, y, xv, yv, c_grid=grid)
+    assert list(val_auc) == list(grid) and len(set(val_auc.values())) > 1
+    assert val_auc[100.0] < max(val_auc.values())  # the premise: the first C is not the best
+    assert probe.C == max(val_auc, key=val_auc.get)

@@ -96,3 +96,23 @@ class TestMmd:
     def test_bad_shapes(self) -> None:
         with pytest.raises(EvaluationError, match="same width"):
             mmd_rbf(np.zeros((3, 2)), np.zeros((3, 4)))
+
+
+class TestBootstrapRedraw:
+    def test_resamples_that_lose_a_class_are_redrawn(self) -> None:
+        rng = np.random.default_rng(0)
+        y = np.zeros((40, 2), int)
+        y[:20, 0] = 1
+        y[0, 1] = y[1, 1] = 1  # a rare class: about 13% of resamples of 40 lose both positives
+        s = rng.normal(size=(40, 2))
+        s[:2, 1] += 5.0  # ...and it is perfectly ranked (AUC 1); class 0 is noise (AUC 0.31 here)
+        res = macro_auc(y, s, n_bootstrap=300, seed=0)
+        assert res.n_bootstrap == 300 and res.redrawn > 0
+        # Every kept resample averages both classes: (AUC_0 + 1) / 2 >= 0.5. Keeping the resamples that lost
+        # class 1 would average class 0 alone (~0.31) in 13% of them and pull the lower bound below 0.5.
+        assert res.ci_low >= 0.5
+
+    def test_zero_resamples_means_no_interval(self) -> None:
+        y, s = _data()
+        res = macro_auc(y, s, n_bootstrap=0)
+        assert res.ci_low is None and res.n_bootstrap == 0 and res.to_dict()["ci95"] == [None, None]
