@@ -119,8 +119,13 @@ def load_model(uri: str | Path, *, tracking_uri: str | None = None) -> Any:
             model = build_model(art / WEIGHTS, art / CONFIG, art / TEXT, weights_sha256=expected,
                                 digest=tags.get("checkpoint_digest"), where=where)
             source = None
+            saved = _info_file(art)
     model.registry_info = _info(mv, ref.alias, source, text)
     model.checkpoint_extra = {"registry": model.registry_info}
+    if art is not None:
+        for key in ("pretrain", "provenance"):
+            if saved.get(key):
+                model.checkpoint_extra[key] = saved[key]
     log.info("loaded %s (%s) from %s", where, text, mlc.tracking_uri)
     return model
 

@@ -152,6 +152,13 @@ def _reference(model: Any, pre: dict[str, Any], data: dict[str, Any], n: int,
     return emb, info
 
 
+def _plain_json(obj: Any) -> Any:
+    """A checkpoint's metadata as JSON values (tensors or numpy scalars become lists/numbers)."""
+    import json
+
+    return json.loads(json.dumps(obj, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+
+
 def register_run(run_dir: str | Path, evaluations: Sequence[str | Path] = (), name: str = "esi", *,
                  tracking_uri: str | None = None, alias: str | None = "candidate",
                  reference_records: int | None = None, progress: bool = False) -> Registration:
@@ -215,7 +222,10 @@ def _register_new(mlc: Any, model: Any, payload: dict[str, Any], ckpt: Path, run
     info = {"digest": digest, "name": name, "n_params": n_params, "source_checkpoint": str(ckpt.resolve()),
             "embed_dim": int(model.config.embed_dim), "fs": int(model.config.ecg_cfg.fs),
             "seq_len": int(model.config.ecg_cfg.seq_len), "reference_records": int(ref_info["records"]),
-            "store": data.get("store"), "store_digest": data.get("store_digest"), "folds": pre_cfg.get("folds")}
+            "store": data.get("store"), "store_digest": data.get("store_digest"), "folds": pre_cfg.get("folds"),
+            # What the model was pretrained on travels with it, so evaluating a registered model still checks
+            # test-fold contamination and uses the pretraining set as the MMD reference.
+            "pretrain": _plain_json(pretrain), "provenance": _plain_json(extra.get("provenance"))}
 
     experiment = ensure_experiment(mlc, settings.mlflow_experiment)
     run_kw: dict[str, Any] = {"run_id": source_run} if source_run else {

@@ -104,6 +104,9 @@ def test_load_by_alias_equals_in_process(registered, run) -> None:
     assert info["digest"] == registered.digest and info["model_uri"] == "models:/esi-rt@candidate"
     assert info["source_checkpoint"] == str((run_dir / "model.pt").resolve()) and info["run_id"] == registered.run_id
     assert not model.training
+    # What it was pretrained on comes back with it (evaluation's contamination check and MMD reference read it).
+    assert model.checkpoint_extra["pretrain"]["config"]["folds"] == reference.checkpoint_extra["pretrain"][
+        "config"]["folds"]
     x = torch.from_numpy(np.random.default_rng(3).normal(0, 0.3, (3, 12, 500)).astype(np.float32))
     with torch.no_grad():
         expected = reference.encode_ecg(x).numpy()
