@@ -10,7 +10,6 @@ into a cached store under ESI_HOME first.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -158,9 +157,10 @@ def resolve_store(benchmark: str, root_or_store: str | Path, *, progress: bool =
     source = _source_for(benchmark, root)
     key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:12]
     out = get_settings().store_dir / "eval" / f"{source}-{root.name}-{key}"
-    if not (out / "header.json").exists() or not json.loads((out / "header.json").read_text()).get(
-        "complete"
-    ):
+    from esi.data.store import read_header
+
+    # A corrupt header of the cached store is a StoreError naming the file (read_header), not a traceback.
+    if not (out / "header.json").exists() or not read_header(out).get("complete"):
         log.info("preparing %s (%s) into the cached store %s", root, source, out)
         prepare(source, root, out, progress=progress)
     return EcgStore(out)
