@@ -1,0 +1,85 @@
+"""The Engine: the same computation as the model on training-preprocessed windows; zero-shot ranking."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from serving_helpers import ecg_batch
+
+from esi.data.preprocess import PreprocessConfig
+from esi.errors import EsiError, RequestError
+from esi.serving.engine import model_preprocess_config
+from esi.serving.inputs import preprocess_batch
+from esi.serving.labels import resolve_labels
+
+
+def test_embed_equals_the_model_on_preprocessed_windows(engine) -> None:
+    x = ecg_batch(3, 2500, seed=4)
+    got = engine.embed(x, fs=250)
+    windows = preprocess_batch(x.astype(np.float64), 250.0, engine.preprocess)
+    with torch.no_grad():
+        want = engine.model.encode_ecg(torch.from_numpy(windows)).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    assert engine.info["version"].startswith("ckpt-") and engine.info["digest"]
+
+
+def test_zero_shot_ranks_by_score(engine) -> None:
+    labels = resolve_labels(["AF", "RBBB", "sinus rhythm"], ["wide QRS complexes"])
+    emb = engine.embed(ecg_batch(2), fs=500)
+    results = engine.zero_shot(emb, labels, top_k=10)
+    scores = engine.scores(emb, labels)
+    for row, res in zip(scores, results, strict=True):
+        assert [t["id"] for t in res["top"]][0] == labels.ids[int(np.argmax(row))]
+        assert len(res["top"]) == 4  # capped at the number of labels
+        assert [t["score"] for t in res["top"]] == sorted((t["score"] for t in res["top"]), reverse=True)
+        assert res["scores"] == pytest.approx(dict(zip(labels.ids, row.tolist(), strict=True)))
+
+
+def test_label_embeddings_are_cached_and_normalised(engine) -> None:
+    labels = resolve_labels(["AF", "RBBB"])
+    first = engine.label_embeddings(labels)
+    assert engine.label_embeddings(labels) is first
+    np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-5)
+    assert not np.allclose(first[0], first[1])
+
+
+def test_windows_of_another_shape_are_refused(engine) -> None:
+    with pytest.raises(RequestError, match=r"field 'windows' has shape \(2, 12, 4000\); expected \(n, 12, 5000\)"):
+        engine.embed_windows(np.zeros((2, 12, 4000), np.float32))
+    with pytest.raises(RequestError, match="non-finite"):
+        engine.embed_windows(np.full((1, 12, 5000), np.nan, np.float32))
+
+
+def test_caption_and_text(engine) -> None:
+    captions = engine.caption(preprocess_batch(ecg_batch(2).astype(np.float64), 500.0, engine.preprocess),
+                              max_new_tokens=8)
+    assert len(captions) == 2 and all(isinstance(c, str) for c in captions)
+    z = engine.embed_text(["atrial fibrillation", "normal ECG"])
+    assert z.shape == (2, engine.model.config.embed_dim)
+
+
+def test_preprocessing_comes_from_the_training_store(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    cfg = PreprocessConfig(fs=250, duration_s=8.0, highpass_hz=None)
+    (store / "header.json").write_text(json.dumps({"preprocess": cfg.to_dict()}))
+    model = SimpleNamespace(checkpoint_extra={"pretrain": {"config": {"store": str(store)}}}, registry_info={},
+                            config=SimpleNamespace(ecg_cfg=SimpleNamespace(fs=500, seq_len=5000)))
+    assert model_preprocess_config(model) == cfg
+    model.checkpoint_extra = {}
+    assert model_preprocess_config(model) == PreprocessConfig(fs=500, duration_s=10.0)
+    model.registry_info = {"preprocess": {**cfg.to_dict(), "unknown_key": 1}}
+    assert model_preprocess_config(model) == cfg
+
+
+def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
+    from esi.serving.engine import load_model_uri
+
+    with pytest.raises(EsiError, match="does not exist"):
+        load_model_uri(str(tmp_path / "nope.pt"))
