@@ -35,6 +35,14 @@ class Settings(BaseSettings):
         description="MLflow tracking URI; default sqlite:///$ESI_HOME/mlflow.db")
     mlflow_experiment: str = Field("esi", description="MLflow experiment name")
     registered_model_name: str = Field("esi", description="MLflow registered model name")
+    promotion_gates: list[str] = Field(
+        ["synthetic.superdiagnostic.zero_shot.macro_auc>=0.55",
+         "synthetic.superdiagnostic.linear_probe_100pct.macro_auc>=0.6"],
+        description="default gates of 'esi promote' (METRIC OP VALUE, metric names "
+                    "<benchmark>.<task>.<mode>.<metric>); env: ESI_PROMOTION_GATES as a JSON list; "
+                    "--require on the command line replaces them")
+    registry_reference_records: int = Field(
+        512, ge=0, description="pretraining records embedded at registration as the drift reference (0: none)")
 
     # Language model for captions.
     llm: Literal["offline", "openai"] = Field("offline", description="caption generator backend")
@@ -56,6 +64,26 @@ class Settings(BaseSettings):
 
     # Text tower default for the embedded configs.
     text_model: str = Field("all-MiniLM-L6-v2", description="HF id or local path of the text encoder")
+
+    # Serving (BentoML service) and batch scoring (esi score).
+    model_uri: str | None = Field(
+        None, description="ESI_MODEL_URI: the service loads this MLflow URI / checkpoint instead of the bento's model")
+    bentoml_home: Path | None = Field(
+        None, validation_alias=AliasChoices("BENTOML_HOME", "ESI_BENTOML_HOME"),
+        description="BentoML model and bento store; default $ESI_HOME/bentoml")
+    bento_model: str = Field("esi:latest", description="BentoML model tag the service loads when ESI_MODEL_URI is "
+                                                      "unset (inside a bento: its own model)")
+    serve_max_batch_size: int = Field(64, ge=2, description="adaptive batching: most ECG windows in one forward")
+    serve_max_latency_ms: int = Field(
+        10000, ge=1, description="adaptive batching: BentoML answers 503 to a request it expects to wait longer; "
+                                 "the batcher itself waits only about the time of one batch")
+    serve_max_request_mb: float = Field(64.0, gt=0, description="largest request body / upload accepted (MiB)")
+    serve_max_records: int = Field(256, ge=1, description="most ECGs in one request")
+    serve_fs_range: tuple[float, float] = Field((50.0, 10000.0), description="accepted sampling rates (Hz)")
+    serve_max_duration_s: float = Field(120.0, gt=0, description="longest ECG accepted in a request (s)")
+    serve_max_labels: int = Field(512, ge=1, description="most labels or prompts in one request")
+    serve_top_k: int = Field(5, ge=1, description="default number of top labels returned")
+    serve_timeout_s: int = Field(120, ge=1, description="request timeout of the service")
 
     num_workers: int = Field(min(4, os.cpu_count() or 1), ge=0, description="worker processes for data jobs")
     seed: int = 0
@@ -89,6 +117,10 @@ class Settings(BaseSettings):
     @property
     def reports_dir(self) -> Path:
         return self.home / "reports"
+
+    @property
+    def bentoml_dir(self) -> Path:
+        return self.bentoml_home or self.home / "bentoml"
 
     @property
     def tracking_uri(self) -> str:
