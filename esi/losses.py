@@ -71,22 +71,46 @@ class ContrastiveLoss(nn.Module):
         return loss, accuracy
 
 
+def _global_count(n: torch.Tensor, world_size: int) -> torch.Tensor:
+    """``n`` summed over ranks (no gradient; a no-op in one process)."""
+    if world_size == 1:
+        return n
+    total = n.detach().clone()
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return total
+
+
 class CaptionLoss(nn.Module):
     """Next-token cross-entropy: logits[:, :-1] predict input_ids[:, 1:]; padded targets are ignored.
+
+    The mean is over the valid target tokens of the whole global batch: each rank divides its summed CE by
+    (tokens over all ranks / world size), so the average over ranks that DDP optimises is exactly the
+    single-process loss of the concatenated batch, whatever the caption lengths on each rank. With gradient
+    accumulation the trainer passes ``divisor`` = tokens of the whole step / (world size x micro-batches), which
+    makes the accumulated gradient that of one batch too.
 
     Args:
         pad_token_id: also ignore targets equal to this id (in addition to attention_mask == 0).
         label_smoothing: passed to cross_entropy.
+        rank, world_size: override the values read from torch.distributed (default: detected).
     """
 
-    def __init__(self, pad_token_id: int | None = None, label_smoothing: float = 0.0) -> None:
+    def __init__(
+        self,
+        pad_token_id: int | None = None,
+        label_smoothing: float = 0.0,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> None:
         super().__init__()
         self.pad_token_id = pad_token_id
         self.label_smoothing = label_smoothing
+        self._rank, self._world_size = rank, world_size
 
     def forward(
         self, logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
+        """Dense form: ``logits`` (B, L, V) of every position, ``input_ids`` (B, L)."""
         targets = input_ids[:, 1:]
         ignore = torch.zeros_like(targets, dtype=torch.bool)
         if attention_mask is not None:
@@ -95,12 +119,25 @@ class CaptionLoss(nn.Module):
             ignore |= targets == self.pad_token_id
         targets = targets.masked_fill(ignore, -100)
         pred = logits[:, :-1]
-        return F.cross_entropy(
-            pred.reshape(-1, pred.shape[-1]).float(),
-            targets.reshape(-1),
-            ignore_index=-100,
-            label_smoothing=self.label_smoothing,
+        return self.of_targets(pred.reshape(-1, pred.shape[-1]), targets.reshape(-1))
+
+    def of_targets(
+        self, logits: torch.Tensor, targets: torch.Tensor, divisor: float | torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Sparse form: ``logits`` (N, V) and ``targets`` (N,) (-100 or ``pad_token_id`` ignored).
+
+        ``divisor`` replaces the per-rank token count the summed CE is divided by (see the class docstring).
+        """
+        if self.pad_token_id is not None:
+            targets = targets.masked_fill(targets == self.pad_token_id, -100)
+        total = F.cross_entropy(
+            logits.float(), targets, ignore_index=-100, label_smoothing=self.label_smoothing, reduction="sum"
         )
+        if divisor is None:
+            _, world = _dist_info(self._rank, self._world_size)
+            n = _global_count((targets != -100).sum().to(total.dtype), world)
+            divisor = n.clamp(min=1.0) / world
+        return total / divisor
 
 
 class CoCaLoss(nn.Module):
@@ -126,11 +163,16 @@ class CoCaLoss(nn.Module):
             )
         self.lambda_con, self.lambda_cap = float(lambda_con), float(lambda_cap)
         self.contrastive = ContrastiveLoss(rank, world_size)
-        self.caption = CaptionLoss(pad_token_id)
+        self.caption = CaptionLoss(pad_token_id, rank=rank, world_size=world_size)
 
     def forward(
-        self, outputs: dict[str, torch.Tensor], input_ids: torch.Tensor, attention_mask: torch.Tensor
+        self,
+        outputs: dict[str, torch.Tensor],
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        caption_divisor: float | torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
+        """The weighted loss; ``caption_divisor`` as ``CaptionLoss.of_targets``'s ``divisor``."""
         ref = next(iter(outputs.values()))
         zero = ref.new_zeros(()).float()
         con, cap, acc = zero, zero, zero
@@ -142,7 +184,9 @@ class CoCaLoss(nn.Module):
             with torch.no_grad():
                 sims = outputs["ecg_embedding"] @ outputs["text_embedding"].T
                 acc = (sims.argmax(dim=1) == torch.arange(sims.shape[0], device=sims.device)).float().mean()
-        if self.lambda_cap:
+        if self.lambda_cap and "caption_targets" in outputs:  # the model's valid-positions-only form
+            cap = self.caption.of_targets(outputs["caption_logits"], outputs["caption_targets"], caption_divisor)
+        elif self.lambda_cap:
             cap = self.caption(outputs["caption_logits"], input_ids, attention_mask)
         loss = self.lambda_con * con + self.lambda_cap * cap
         return {"loss": loss, "contrastive": con.detach(), "caption": cap.detach(), "accuracy": acc}

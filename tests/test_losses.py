@@ -64,6 +64,18 @@ class TestCaption:
         assert torch.allclose(CaptionLoss()(noisy, ids, mask), loss)
         assert torch.allclose(CaptionLoss(pad_token_id=0)(logits, ids, None), loss)
 
+    def test_target_form_and_divisor(self) -> None:
+        torch.manual_seed(0)
+        logits = torch.randn(2, 5, 11)
+        ids = torch.tensor([[2, 5, 6, 3, 0], [2, 7, 3, 0, 0]])
+        mask = (ids != 0).long()
+        valid = mask[:, 1:].bool()
+        dense = CaptionLoss()(logits, ids, mask)
+        sparse = CaptionLoss().of_targets(logits[:, :-1][valid], ids[:, 1:][valid])
+        assert torch.allclose(sparse, dense)
+        # a divisor replaces the token count: summed CE / divisor (5 valid targets here)
+        assert torch.allclose(CaptionLoss().of_targets(logits[:, :-1][valid], ids[:, 1:][valid], 2.5), 2 * dense)
+
 
 class TestCoCa:
     def _outputs(self) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:

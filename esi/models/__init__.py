@@ -1,4 +1,4 @@
-"""ESI models: ECG encoders (registry), text tower, the CoCa-style EsiModel, configs and checkpoints.
+"""ESI models: ECG encoders (esi.models.encoders), text tower, the CoCa-style EsiModel, configs and checkpoints.
 
 Heavy imports (torch, transformers) happen when the names are first used, so ``import esi.models`` is cheap.
 """
@@ -28,9 +28,9 @@ _WHERE = {
     "list_models": "esi.models.factory",
     "load_model": "esi.models.checkpoint",
     "save_checkpoint": "esi.models.checkpoint",
-    "create_encoder": "esi.models.registry",
-    "list_encoders": "esi.models.registry",
-    "register_model": "esi.models.registry",
+    "create_encoder": "esi.models.encoders",
+    "list_encoders": "esi.models.encoders",
+    "register_model": "esi.models.encoders",
 }
 
 

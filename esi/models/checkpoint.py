@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Mapping
@@ -17,15 +18,41 @@ FORMAT = "esi-checkpoint"
 VERSION = 1
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, **extra: Any) -> Path:
-    """Write ``model`` (config_dict + state_dict) and ``extra`` to ``path`` atomically (temp file + rename).
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically: a temporary file in the same folder, fsync, rename, fsync
+    of the folder. A reader never sees a half-written file and a crash leaves the previous file in place.
 
-    A reader never sees a half-written file: a crash leaves the previous checkpoint in place.
+    The one writer of every ESI checkpoint (model files and training checkpoints).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    with contextlib.suppress(OSError):  # the rename itself is durable once the folder is synced
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    return path
+
+
+def checkpoint_payload(model: nn.Module, **extra: Any) -> dict[str, Any]:
+    """The checkpoint dict of ``model``: format marker, config, state dict, text assets and ``extra``.
+
+    Training checkpoints are this same dict with a ``training`` section added (esi.train.checkpointing).
+    """
     inner = getattr(model, "module", model)  # accept a DDP-wrapped model
-    payload = {
+    inner = getattr(inner, "_orig_mod", inner)  # and a torch.compile'd one
+    return {
         "format": FORMAT,
         "version": VERSION,
         "config": inner.config_dict(),
@@ -34,17 +61,11 @@ def save_checkpoint(path: str | Path, model: nn.Module, **extra: Any) -> Path:
         # Tokenizer and text-encoder config travel with the weights: loading needs no hub id or mounted path.
         "text_assets": inner.text.export_assets(),
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, **extra: Any) -> Path:
+    """Write ``model`` (config_dict + state_dict) and ``extra`` to ``path`` atomically (see atomic_save)."""
+    return atomic_save(checkpoint_payload(model, **extra), path)
 
 
 def read_checkpoint(path: str | Path, weights_only: bool = True) -> dict[str, Any]:
@@ -58,7 +79,7 @@ def read_checkpoint(path: str | Path, weights_only: bool = True) -> dict[str, An
     if not path.is_file():
         raise CheckpointError(
             f"checkpoint {path} does not exist; fix: pass the path of a file written by "
-            "save_checkpoint (e.g. RUN_DIR/checkpoints/last.pt)"
+            "save_checkpoint (e.g. RUN_DIR/model.pt or RUN_DIR/checkpoints/step-000000123.pt)"
         )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=weights_only)
@@ -111,21 +132,30 @@ def load_state_strict(
     model.load_state_dict(state_dict, strict=True)
 
 
-def load_model(path: str | Path, offline: bool | None = None) -> Any:
-    """Rebuild the EsiModel stored in a checkpoint and load its weights strictly (eval mode).
+def model_from_payload(payload: dict[str, Any], source: str = "checkpoint", offline: bool | None = None) -> Any:
+    """The EsiModel of a checkpoint dict, weights loaded strictly (train mode, as built).
 
-    The text encoder is built from its config only: the checkpoint's weights replace pretrained ones anyway.
-    ``model.checkpoint_extra`` holds the extra metadata saved with it.
+    The text encoder is built from the checkpoint's config and tokenizer files only (``text_pretrained=False``):
+    nothing is looked up or downloaded, the checkpoint's weights replace pretrained ones anyway.
     """
     from esi.models.coca import EsiModel
 
-    payload = read_checkpoint(path)
     try:
         model = EsiModel(
             payload["config"], text_pretrained=False, offline=offline, text_assets=payload.get("text_assets")
         )
     except ConfigError as exc:
-        raise CheckpointError(f"checkpoint {path} holds an invalid model config: {exc}") from exc
-    load_state_strict(model, payload["state_dict"], source=f"checkpoint {path}")
+        raise CheckpointError(f"{source} holds an invalid model config: {exc}") from exc
+    load_state_strict(model, payload["state_dict"], source=source)
     model.checkpoint_extra = payload.get("extra", {})
-    return model.eval()
+    return model
+
+
+def load_model(path: str | Path, offline: bool | None = None) -> Any:
+    """Rebuild the EsiModel stored in a checkpoint and load its weights strictly (eval mode).
+
+    Reads model files (RUN_DIR/model.pt) and training checkpoints alike (one format).
+    ``model.checkpoint_extra`` holds the extra metadata saved with it.
+    """
+    payload = read_checkpoint(path)
+    return model_from_payload(payload, source=f"checkpoint {path}", offline=offline).eval()

@@ -22,8 +22,8 @@ from torch import nn
 
 from esi.errors import ConfigError, DataError
 from esi.models.config import EsiConfig, config_from_dict
-from esi.models.layers import Attention, AttentionalPooler, Mlp
-from esi.models.registry import create_encoder
+from esi.models.encoders import create_encoder
+from esi.models.layers import Attention, AttentionalPooler, Mlp, length_groups
 from esi.models.text import TextTower
 
 
@@ -70,18 +70,22 @@ class CaptionDecoder(nn.Module):
         else:
             self.output = nn.Linear(width, vocab_size)
 
-    def forward(self, input_ids: torch.Tensor, ecg_tokens: torch.Tensor) -> torch.Tensor:
-        """``input_ids`` (B, L), ``ecg_tokens`` (B, Q, width) -> logits (B, L, vocab).
-
-        Position t sees only ids <= t (causal self-attention).
-        """
+    def hidden(self, input_ids: torch.Tensor, ecg_tokens: torch.Tensor) -> torch.Tensor:
+        """Final hidden states (B, L, width); position t sees only ids <= t (causal self-attention)."""
         x = self.token_embedding(input_ids) + self.positions[: input_ids.shape[1]]
         for block in self.blocks:
             x = block(x, ecg_tokens)
-        x = self.ln_final(x)
+        return self.ln_final(x)
+
+    def project(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Vocabulary logits of hidden states (..., width) -> (..., vocab)."""
         if self.tie_embeddings:
-            return F.linear(x, self.token_embedding.weight, self.output_bias)
-        return self.output(x)
+            return F.linear(hidden, self.token_embedding.weight, self.output_bias)
+        return self.output(hidden)
+
+    def forward(self, input_ids: torch.Tensor, ecg_tokens: torch.Tensor) -> torch.Tensor:
+        """``input_ids`` (B, L), ``ecg_tokens`` (B, Q, width) -> logits (B, L, vocab)."""
+        return self.project(self.hidden(input_ids, ecg_tokens))
 
 
 class EsiModel(nn.Module):
@@ -105,7 +109,7 @@ class EsiModel(nn.Module):
         super().__init__()
         self.config = config if isinstance(config, EsiConfig) else config_from_dict(config)
         cfg = self.config
-        check_logit_scale_init(cfg.init_logit_scale)
+        check_logit_scale(cfg.init_logit_scale, cfg.max_logit_scale)
         ecg, txt, dec = cfg.ecg_cfg, cfg.text_cfg, cfg.multimodal_cfg
         self.ecg_encoder = create_encoder(ecg.encoder, in_chans=ecg.in_chans, **self._encoder_kwargs())
         width = int(self.ecg_encoder.width)
@@ -177,8 +181,17 @@ class EsiModel(nn.Module):
             self.ecg_encoder.set_grad_checkpointing(enable)
 
     def clamped_logit_scale(self) -> torch.Tensor:
-        """exp(logit_scale), with logit_scale clamped at log(100) as in CLIP/CoCa."""
-        return self.logit_scale.clamp(max=self.config.max_logit_scale).exp()
+        """exp(logit_scale), with logit_scale clamped to [0, max_logit_scale] (log 100 as in CLIP/CoCa).
+
+        The trainer also clamps the parameter itself after every optimizer step (:meth:`clamp_logit_scale_`):
+        a parameter left past the bound would get zero gradient from this clamp forever.
+        """
+        return self.logit_scale.clamp(0.0, self.config.max_logit_scale).exp()
+
+    @torch.no_grad()
+    def clamp_logit_scale_(self) -> None:
+        """Clamp the logit-scale parameter in place to [0, max_logit_scale] (after each optimizer step)."""
+        self.logit_scale.clamp_(0.0, self.config.max_logit_scale)
 
     # ------------------------------------------------------------------------------------------------ towers
     def ecg_tokens(self, ecg: torch.Tensor) -> torch.Tensor:
@@ -206,6 +219,30 @@ class EsiModel(nn.Module):
         """Decoder logits (B, L, vocab) given the ECG token map and caption ids."""
         return self.decoder(input_ids, self.caption_pooler(tokens))
 
+    def caption_target_logits(
+        self, tokens: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (N, vocab) and target ids (N,) at the N positions whose next token is a real token, in
+        row-major order.
+
+        The training form of :meth:`caption_logits`: the decoder runs on ids[:, :-1] (the last position predicts
+        nothing), on up to two groups of rows trimmed to their own longest caption (causal attention: padding
+        after a row's end never changes its real positions), and the 30k-wide vocabulary projection only at
+        valid targets.
+        """
+        pooled = self.caption_pooler(tokens)
+        ids, valid = input_ids[:, :-1], attention_mask[:, 1:].bool()
+        length = input_ids.shape[1] - 1
+        hidden, keys = [], []
+        for rows, width in length_groups(attention_mask.sum(dim=1)):
+            w = max(1, min(length, width - 1))
+            h = self.decoder.hidden(ids[rows, :w], pooled[rows])
+            v = valid[rows, :w]
+            hidden.append(h[v])
+            keys.append((rows[:, None] * length + torch.arange(w, device=ids.device))[v])
+        order = torch.argsort(torch.cat(keys))
+        return self.decoder.project(torch.cat(hidden)[order]), input_ids[:, 1:][valid]
+
     def forward(
         self,
         ecg: torch.Tensor,
@@ -213,12 +250,15 @@ class EsiModel(nn.Module):
         attention_mask: torch.Tensor,
         contrastive: bool = True,
         caption: bool = True,
+        caption_targets_only: bool = False,
     ) -> dict[str, torch.Tensor]:
         """Both towers and the decoder.
 
         Returns a dict with ``ecg_embedding`` and ``text_embedding`` (B, embed_dim, L2-normalised),
         ``logit_scale`` (exp'd, clamped scalar) and ``caption_logits`` (B, L, vocab). ``contrastive=False`` or
         ``caption=False`` skips that branch (its keys are then absent), for the loss ablations.
+        ``caption_targets_only=True`` (training) returns ``caption_logits`` (N, vocab) and ``caption_targets``
+        (N,) at the valid next-token positions only (see :meth:`caption_target_logits`).
         """
         self._check_text(input_ids)
         tokens = self.ecg_tokens(ecg)
@@ -226,7 +266,11 @@ class EsiModel(nn.Module):
         if contrastive:
             out["ecg_embedding"] = self._embed_ecg(tokens)
             out["text_embedding"] = F.normalize(self.text(input_ids, attention_mask), dim=-1)
-        if caption:
+        if caption and caption_targets_only:
+            out["caption_logits"], out["caption_targets"] = self.caption_target_logits(
+                tokens, input_ids, attention_mask
+            )
+        elif caption:
             out["caption_logits"] = self.caption_logits(tokens, input_ids)
         return out
 
@@ -242,8 +286,9 @@ class EsiModel(nn.Module):
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
     @torch.no_grad()
-    def generate_caption(self, ecg: torch.Tensor, max_new_tokens: int = 40) -> list[str]:
-        """Greedy captions for a batch of ECGs, starting from [CLS] and stopping at [SEP]."""
+    def generate_ids(self, ecg: torch.Tensor, max_new_tokens: int = 40) -> torch.Tensor:
+        """Greedy token ids (B, 1 + n): column 0 is the BOS ([CLS]) token; a row that emitted EOS ([SEP]) is
+        padded from then on, and generation stops once every row has ended (or after ``max_new_tokens``)."""
         was_training = self.training
         self.eval()
         try:
@@ -253,15 +298,20 @@ class EsiModel(nn.Module):
             done = torch.zeros(ecg.shape[0], dtype=torch.bool, device=ecg.device)
             for _ in range(min(max_new_tokens, self.max_text_len - 1)):
                 # No KV cache: captions are short and this keeps one code path for training and generation.
-                next_ids = self.decoder(ids, pooled)[:, -1].argmax(dim=-1)
+                next_ids = self.decoder.project(self.decoder.hidden(ids, pooled)[:, -1]).argmax(dim=-1)
                 next_ids = next_ids.masked_fill(done, self.text.pad_token_id)
                 ids = torch.cat([ids, next_ids[:, None]], dim=1)
                 done |= next_ids == eos
                 if bool(done.all()):
                     break
-            return [t.strip() for t in self.tokenizer.batch_decode(ids.tolist(), skip_special_tokens=True)]
+            return ids
         finally:
             self.train(was_training)
+
+    def generate_caption(self, ecg: torch.Tensor, max_new_tokens: int = 40) -> list[str]:
+        """Greedy captions for a batch of ECGs, starting from [CLS] and stopping at [SEP]."""
+        ids = self.generate_ids(ecg, max_new_tokens)
+        return [t.strip() for t in self.tokenizer.batch_decode(ids.tolist(), skip_special_tokens=True)]
 
     def extra_repr(self) -> str:
         return (
@@ -269,10 +319,19 @@ class EsiModel(nn.Module):
         )
 
 
-def check_logit_scale_init(value: float) -> None:
-    """Reject a logit-scale init outside (0, log 100]: an e^1 init or an unclamped scale are known defects."""
-    if not 0 < value <= math.log(100) + 1e-6:
+def check_logit_scale(init: float, maximum: float) -> None:
+    """Reject a logit-scale bound outside (0, log 100] or an init outside (0, bound].
+
+    An e^1 init or an unclamped scale are known defects; a bound past log 100 lets the temperature run away.
+    """
+    limit = math.log(100) + 1e-6
+    if not (math.isfinite(maximum) and 0 < maximum <= limit):
         raise ConfigError(
-            f"init_logit_scale must be in (0, log(100)], got {value}; the CLIP/CoCa value is "
-            "log(1/0.07) = 2.659"
+            f"max_logit_scale must be in (0, log(100) = 4.605], got {maximum}; the CLIP/CoCa value is log(100)"
         )
+    if not 0 < init <= maximum + 1e-6:
+        raise ConfigError(
+            f"init_logit_scale must be in (0, max_logit_scale = {maximum:.4g}] (at most log(100)), got {init}; "
+            "the CLIP/CoCa value is log(1/0.07) = 2.659"
+        )
+

@@ -12,7 +12,7 @@ from esi.errors import ConfigError
 
 @dataclass
 class EcgCfg:
-    encoder: str = "test_convnext"  # a registered encoder name (esi.models.registry.list_encoders())
+    encoder: str = "test_convnext"  # a registered encoder name (esi.models.encoders.list_encoders())
     in_chans: int = 12  # leads, in the standard order I, II, III, aVR, aVL, aVF, V1-V6
     fs: int = 500  # sampling rate the model expects, Hz
     seq_len: int = 5000  # samples the model expects (10 s at 500 Hz)

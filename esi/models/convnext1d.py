@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from esi.models.encoders import register_model
 from esi.models.layers import GRN, ChannelLayerNorm, DropPath
-from esi.models.registry import register_model
 
 
 class Block(nn.Module):

@@ -120,3 +120,27 @@ class AttentionalPooler(nn.Module):
         """``tokens`` (B, T', context_dim) -> (B, n_queries, dim)."""
         q = self.ln_query(self.query).unsqueeze(0).expand(tokens.shape[0], -1, -1)
         return self.ln_out(self.attn(q, self.ln_context(tokens)))
+
+
+def length_groups(lengths: torch.Tensor, min_saving: float = 0.15) -> list[tuple[torch.Tensor, int]]:
+    """Split a padded batch into two groups of rows by length when that saves ``min_saving`` of the tokens.
+
+    ``lengths`` (B,) real tokens per row. Returns ``[(rows, width), ...]``: row indices of each group and its
+    longest length; one group (all rows, the batch's longest) when splitting does not pay. Per-row
+    independent work (a text encoder, the caption decoder) then runs on each group trimmed to its own width
+    instead of on padding up to the batch's longest caption. The best single split point of the rows sorted
+    by length is chosen (tokens = k * l_0 + (B - k) * l_k).
+    """
+    lens = [int(x) for x in lengths.tolist()]
+    order = sorted(range(len(lens)), key=lambda i: -lens[i])
+    widths = [lens[i] for i in order]
+    full = len(lens) * (widths[0] if widths else 0)
+    best_k, best = 0, full
+    for k in range(1, len(widths)):
+        cost = k * widths[0] + (len(widths) - k) * widths[k]
+        if cost < best:
+            best_k, best = k, cost
+    if not best_k or best > (1 - min_saving) * full:
+        return [(torch.arange(len(lens), device=lengths.device), widths[0] if widths else 0)]
+    rows = torch.tensor(order, device=lengths.device)
+    return [(rows[:best_k], widths[0]), (rows[best_k:], widths[best_k])]

@@ -276,7 +276,23 @@ class TextTower(nn.Module):
         return int(value)
 
     def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Pooled hidden state (B, hidden_size) before the projection."""
+        """Pooled hidden state (B, hidden_size) before the projection.
+
+        Rows are encoded in up to two groups of similar length, each trimmed to its own longest caption
+        (:func:`esi.models.layers.length_groups`): the encoder does little work on padding. Each row's result is
+        the same as in one padded batch (the encoder and the pooling treat rows independently and mask padding).
+        """
+        from esi.models.layers import length_groups
+
+        groups = length_groups(attention_mask.sum(dim=1))
+        if len(groups) == 1:
+            width = groups[0][1]
+            return self._pooled(input_ids[:, :width], attention_mask[:, :width])
+        parts = [self._pooled(input_ids[rows, :width], attention_mask[rows, :width]) for rows, width in groups]
+        order = torch.cat([rows for rows, _ in groups])
+        return torch.cat(parts)[torch.argsort(order)]
+
+    def _pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         if self.pooling == "cls":
             return hidden[:, 0]

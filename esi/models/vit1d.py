@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from esi.models.encoders import register_model
 from esi.models.layers import Attention, DropPath, Mlp
-from esi.models.registry import register_model
 
 
 class TransformerBlock(nn.Module):

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from esi.models.registry import register_model
+from esi.models.encoders import register_model
 
 
 def _conv_bn(

@@ -1,36 +1,44 @@
 """Training checkpoints: everything needed to continue a run exactly where it stopped.
 
-A checkpoint (``RUN_DIR/checkpoints/step-000000123.pt``) holds the model state and config, the optimizer and
-scheduler, the position in the data (epoch and samples consumed in it), every rank's RNG states, the history
-so far, the non-finite counters and the MLflow run id. Files are written to a temporary name and renamed, so
-the newest file is always complete; the last ``keep`` are kept.
+A training checkpoint (``RUN_DIR/checkpoints/step-000000123.pt``) is a model checkpoint of
+:mod:`esi.models.checkpoint` (same format marker, config, state dict, text assets, ``extra``; ``load_model``
+reads it) with a ``training`` section added: the optimizer and scheduler, the :class:`~esi.train.state.TrainState`
+(position in the data, history, non-finite counters, MLflow run id), every rank's RNG states, the pretrain
+config and the world size. Everything in it is tensors and plain containers, so it loads with
+``weights_only=True``. It is written by the one atomic writer (temp file, fsync, rename); the last ``keep``
+are kept.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from esi.errors import CheckpointError
+from esi.models.checkpoint import atomic_save, checkpoint_payload, read_checkpoint
 
 log = logging.getLogger(__name__)
 
-FORMAT = "esi-train-checkpoint"
-VERSION = 1
+TRAINING_VERSION = 2  # of the "training" section; version 1 was the separate "esi-train-checkpoint" file
+LEGACY_FORMAT = "esi-train-checkpoint"
 _NAME = re.compile(r"^step-(\d{9})\.pt$")
+
+# Kept for callers of the old name: the token cache and anything else written with torch.save.
+atomic_torch_save = atomic_save
 
 
 def rng_state() -> dict[str, Any]:
-    """Python, numpy, torch (and CUDA) RNG states of this process."""
-    state: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state(),
+    """Python, numpy, torch (and CUDA) RNG states of this process, as plain containers and tensors."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {"python": random.getstate(),
+                             "numpy": [str(kind), [int(k) for k in keys], int(pos), int(has_gauss), float(cached)],
                              "torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -39,11 +47,16 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     """Restore what :func:`rng_state` returned."""
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    random.setstate(_as_tuple(state["python"]))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuple(x: Any) -> Any:
+    return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 
 def seed_everything(seed: int) -> None:
@@ -51,20 +64,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """torch.save through a temporary file in the same folder and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def checkpoint_dir(run_dir: str | Path) -> Path:
@@ -79,29 +78,62 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
     return sorted(p for p in d.iterdir() if _NAME.match(p.name))
 
 
-def save_training_checkpoint(run_dir: str | Path, state: dict[str, Any], keep: int = 3) -> Path:
-    """Write ``state`` as step-<step>.pt and prune all but the newest ``keep``."""
-    path = checkpoint_dir(run_dir) / f"step-{int(state['step']):09d}.pt"
-    atomic_torch_save({"format": FORMAT, "version": VERSION, **state}, path)
+def save_training_checkpoint(run_dir: str | Path, model: nn.Module, training: dict[str, Any],
+                             extra: dict[str, Any] | None = None, keep: int = 3) -> Path:
+    """Write the model checkpoint of ``model`` plus ``training`` as step-<step>.pt; keep the newest ``keep``.
+
+    ``training`` must hold ``state`` (TrainState.to_dict()); ``extra`` is the model checkpoint's metadata.
+    """
+    step = int(training["state"]["step"])
+    payload = checkpoint_payload(model, **(extra or {}))
+    payload["training"] = {"version": TRAINING_VERSION, **training}
+    path = atomic_save(payload, checkpoint_dir(run_dir) / f"step-{step:09d}.pt")
     for old in list_checkpoints(run_dir)[:-keep]:
         old.unlink(missing_ok=True)
     return path
 
 
 def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_training_checkpoint` (our own file: full unpickling)."""
+    """A training checkpoint as a model checkpoint dict with its ``training`` section (checked)."""
     path = Path(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        payload = read_checkpoint(path)
+    except CheckpointError:
+        payload = _read_legacy(path)
+    training = payload.get("training")
+    if not isinstance(training, dict) or "state" not in training:
+        raise CheckpointError(f"{path} is a model checkpoint without training state; resume needs a file of "
+                              "RUN_DIR/checkpoints (step-*.pt)")
+    if training.get("version") != TRAINING_VERSION:
+        raise CheckpointError(f"{path} has training-state version {training.get('version')}, this ESI reads "
+                              f"{TRAINING_VERSION}; start a new run (another --out)")
+    return payload
+
+
+def _read_legacy(path: Path) -> dict[str, Any]:
+    """Version-1 training checkpoints (their own format, numpy RNG states): our own files, full unpickling."""
+    try:
+        old = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
         raise CheckpointError(f"cannot read training checkpoint {path}: {exc}; delete it to resume from the "
                               "previous one") from exc
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not an ESI training checkpoint (format {FORMAT!r} expected)")
-    if state.get("version") != VERSION:
-        raise CheckpointError(f"{path} has training-checkpoint version {state.get('version')}, this ESI "
-                              f"reads {VERSION}; start a new run (another --out)")
-    return state
+    if not isinstance(old, dict) or old.get("format") != LEGACY_FORMAT:
+        raise CheckpointError(f"{path} is not an ESI training checkpoint")
+    rngs = []
+    for r in old["rng"]:
+        kind, keys, pos, has_gauss, cached = r["numpy"]
+        rngs.append({**r, "numpy": [kind, [int(k) for k in keys], pos, has_gauss, cached]})
+    state = {"step": old["step"], "epoch": old["epoch"], "samples_in_epoch": old["samples_in_epoch"],
+             "history": old["history"], "epochs": old["epochs"],
+             "consecutive_bad": old["nonfinite"]["consecutive"], "total_bad": old["nonfinite"]["total"],
+             "mlflow_run_id": old.get("mlflow_run_id")}
+    from esi.models.checkpoint import FORMAT, VERSION
+
+    return {"format": FORMAT, "version": VERSION, "config": old["model_config"], "state_dict": old["model_state"],
+            "extra": {}, "text_assets": None,
+            "training": {"version": TRAINING_VERSION, "state": state, "train_config": old["train_config"],
+                         "optimizer": old["optimizer"], "scheduler": old["scheduler"], "rng": rngs,
+                         "world_size": old["world_size"], "saved": old.get("saved")}}
 
 
 def latest_checkpoint(run_dir: str | Path) -> tuple[Path, dict[str, Any]] | None:

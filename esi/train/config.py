@@ -16,7 +16,7 @@ MISSING_CAPTIONS = ("error", "skip")
 # Fields that must not change when a run is resumed: they fix the model, the data order or the schedule.
 RESUME_LOCKED = ("model", "model_overrides", "store", "captions", "batch_size", "grad_accum", "seed",
                  "shuffle_pairs", "warmup_epochs", "decay_every", "decay_factor", "lr", "weight_decay",
-                 "limit", "folds", "augment", "text_max_length", "missing_captions")
+                 "limit", "folds", "augment", "text_max_length", "missing_captions", "length_buckets")
 
 
 @dataclass
@@ -71,6 +71,7 @@ class PretrainConfig:
     lambda_cap: float = 1.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     shuffle_pairs: float = 0.0  # fraction of ECG-text pairs misaligned on purpose (misalignment study)
+    length_buckets: int = 0  # group batches by caption length over windows of this many batches (0: random)
     checkpoint_every_steps: int = 200  # also one at the end of every epoch; 0: epoch checkpoints only
     keep_checkpoints: int = 3  # most recent checkpoints kept in RUN_DIR/checkpoints
     num_workers: int | None = None  # DataLoader workers; None: ESI_NUM_WORKERS
@@ -123,6 +124,8 @@ class PretrainConfig:
         need(self.lambda_cap >= 0, "lambda_cap", ">= 0")
         need(self.lambda_con + self.lambda_cap > 0, "lambda_con", "lambda_con + lambda_cap > 0")
         need(0 <= self.shuffle_pairs <= 1, "shuffle_pairs", "a fraction in [0, 1]")
+        need(isinstance(self.length_buckets, int) and self.length_buckets >= 0, "length_buckets",
+             "an integer >= 0 (0: random batches)")
         need(self.checkpoint_every_steps >= 0, "checkpoint_every_steps", ">= 0 (0: epoch checkpoints only)")
         need(self.keep_checkpoints >= 1, "keep_checkpoints", ">= 1")
         need(self.num_workers is None or self.num_workers >= 0, "num_workers", "None or >= 0")

@@ -261,6 +261,13 @@ class PretrainDataset(Dataset):
         """Augmentation draws depend on the epoch (call before creating the epoch's iterator)."""
         self.epoch = int(epoch)
 
+    def caption_lengths(self) -> np.ndarray:
+        """Caption tokens of each position (after any misalignment), for length-grouped batches."""
+        if self.attention_mask is None:
+            raise RuntimeError("tokens not attached: call set_tokens first")
+        per_text = self.attention_mask.sum(dim=1).numpy()
+        return per_text[self.caption_row[self.text_index]]
+
     def caption_of(self, position: int) -> str:
         """The caption paired with ``position`` (after any deliberate misalignment)."""
         return self.texts[int(self.caption_row[self.text_index[position]])]
@@ -295,24 +302,53 @@ def collate(batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
 
 class ResumableDistributedSampler(DistributedSampler):
     """DistributedSampler (same per-epoch permutation on every rank, seeded by seed + epoch) that can start
-    part-way into an epoch, to resume without replaying or skipping batches.
+    part-way into an epoch, to resume without replaying or skipping batches, and can group batches by length.
 
-    Rank r takes positions r, r + W, r + 2W, ... of the permutation, so after k batches of B on each of W
-    ranks exactly the first k * B * W entries of the permutation have been consumed, whatever W was.
+    Rank r takes positions r, r + W, r + 2W, ... of the epoch's order, so after k batches of B on each of W
+    ranks exactly the first k * B * W entries have been consumed, whatever W was.
+
+    With ``lengths`` (caption tokens per record) and ``bucket_batches`` = n > 0, the permutation is cut into
+    windows of n global batches (``batch_size`` x ranks records); each window is sorted by length and cut into
+    global batches, and the order of all global batches is shuffled (same seed). Batches then hold captions of
+    similar length, so little of each padded batch is padding; every rank's batch j is a slice of global
+    batch j, and resuming still skips a prefix of the order.
     """
 
     def __init__(self, dataset: Dataset, num_replicas: int = 1, rank: int = 0, seed: int = 0,
-                 shuffle: bool = True) -> None:
+                 shuffle: bool = True, *, lengths: Sequence[int] | np.ndarray | None = None, batch_size: int = 1,
+                 bucket_batches: int = 0) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed,
                          drop_last=True)
         self.start = 0
+        self.lengths = None if lengths is None else np.asarray(lengths)
+        self.batch_size, self.bucket_batches = int(batch_size), int(bucket_batches)
+        if self.lengths is not None and len(self.lengths) != len(dataset):  # type: ignore[arg-type]
+            raise ValueError(f"{len(self.lengths)} lengths for {len(dataset)} records")  # type: ignore[arg-type]
 
     def set_start(self, samples_per_rank: int) -> None:
         """Skip this many of this rank's samples in the current epoch (0 for a fresh epoch)."""
         self.start = max(0, min(int(samples_per_rank), self.num_samples))
 
+    def _bucketed(self) -> list[int]:
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(len(self.dataset), generator=g).tolist()[: self.total_size]  # type: ignore[arg-type]
+        width = self.batch_size * self.num_replicas
+        window = width * self.bucket_batches
+        batches: list[list[int]] = []
+        for start in range(0, len(order) - width + 1, window):
+            chunk = order[start:start + window]
+            chunk.sort(key=lambda i: -int(self.lengths[i]))  # type: ignore[index]
+            batches += [chunk[j:j + width] for j in range(0, len(chunk) - width + 1, width)]
+        used = {i for b in batches for i in b}
+        tail = [i for i in order if i not in used]  # fewer than one global batch: the loader drops them
+        shuffled = [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
+        return [i for b in shuffled for i in b] + tail
+
     def __iter__(self) -> Iterator[int]:
-        return iter(list(super().__iter__())[self.start:])
+        if self.lengths is None or self.bucket_batches < 1:
+            return iter(list(super().__iter__())[self.start:])
+        order = self._bucketed()
+        return iter(order[self.rank:self.total_size:self.num_replicas][self.start:])
 
     def __len__(self) -> int:
         return self.num_samples - self.start

@@ -1,23 +1,23 @@
 """The pretraining loop: one entry point for a single process and for torchrun / a PyTorchJob (DDP).
 
-``pretrain(config)`` builds the model and the data, trains with AdamW and the warm-up/step-decay schedule,
-accumulates gradients, clips them, skips non-finite steps (and stops after too many in a row), checkpoints
-atomically every N steps and every epoch, resumes exactly (same optimizer, scheduler, data position and RNG
-states), logs to MLflow, and writes RUN_DIR/model.pt, history.json and loss.png. Only rank 0 writes files.
+``pretrain(config)`` builds the model and the data, trains with AdamW and the warm-up/step-decay schedule
+(:mod:`esi.train.step` does one optimizer step), checkpoints atomically every N steps and every epoch,
+resumes exactly (same optimizer, data position and RNG states; on another number of ranks the schedule is
+rebuilt in epochs), logs to MLflow (:mod:`esi.train.mlflow_logger`), and writes RUN_DIR/model.pt,
+history.json and loss.png (:mod:`esi.train.plots`). Only rank 0 writes files.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+from torch import nn
 
 from esi.errors import ConfigError, TrainingError
 from esi.train.checkpointing import (
@@ -29,19 +29,21 @@ from esi.train.checkpointing import (
     set_rng_state,
 )
 from esi.train.config import PretrainConfig
-from esi.train.distributed import (
-    DistInfo,
-    all_reduce_mean,
-    barrier,
-    broadcast_object,
-    cleanup,
-    gather_objects,
-    init_distributed,
-)
+from esi.train.distributed import DistInfo, barrier, broadcast_object, cleanup, gather_objects, init_distributed
+from esi.train.freeze import branches, freeze_unused
+from esi.train.state import TrainState
+from esi.train.step import METRICS, Stepper, StepResult, resolve_precision
+
+if TYPE_CHECKING:
+    from torch.utils.data import DataLoader
+
+    from esi.models.coca import EsiModel
+    from esi.train.data import PretrainDataset, ResumableDistributedSampler
+    from esi.train.mlflow_logger import MlflowLogger
+
+__all__ = ["PretrainResult", "checkpoints_of", "pretrain", "resolve_precision"]
 
 log = logging.getLogger(__name__)
-
-METRICS = ("loss", "contrastive", "caption", "accuracy")
 
 
 @dataclass
@@ -58,19 +60,34 @@ class PretrainResult:
     completed: bool = False  # all epochs done (False when stopped by max_steps)
 
 
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype: bf16 on CUDA (auto or asked for), None (fp32) otherwise. Never fp16."""
-    if precision == "fp32":
-        return None
-    if device.type != "cuda":
-        if precision == "bf16":
-            raise ConfigError("precision=bf16 autocasts on CUDA only; use --precision auto or fp32 on CPU")
-        return None
-    if not torch.cuda.is_bf16_supported():
-        if precision == "bf16":
-            raise ConfigError("this GPU does not support bf16; use --precision fp32")
-        return None
-    return torch.bfloat16
+@dataclass
+class _Resume:
+    """The checkpoint a run continues from."""
+
+    path: Path
+    payload: dict[str, Any]  # the model checkpoint dict with its "training" section
+
+    @property
+    def training(self) -> dict[str, Any]:
+        return self.payload["training"]
+
+
+@dataclass
+class _Run:
+    """Everything one training invocation works with."""
+
+    run_dir: Path
+    model: EsiModel
+    dataset: PretrainDataset
+    sampler: ResumableDistributedSampler
+    steps_per_epoch: int
+    stepper: Stepper
+    state: TrainState
+    ml: MlflowLogger | None = None
+    samples: int = 0  # trained in this invocation (all ranks)
+    seconds: float = 0.0
+    epoch_samples: int = 0  # trained in the current epoch by this invocation
+    epoch_seconds: float = 0.0
 
 
 def _finite(x: float) -> float | None:
@@ -83,159 +100,6 @@ def _default_run_dir() -> Path:
     return get_settings().runs_dir / time.strftime("pretrain-%Y%m%d-%H%M%S")
 
 
-# --- MLflow (rank 0 only) -------------------------------------------------------------------------
-class _MlflowLogger:
-    """Thin wrapper over MlflowClient with an explicit run id (no global active run), buffered metrics."""
-
-    def __init__(self, experiment: str | None, run_name: str | None, run_id: str | None) -> None:
-        import mlflow
-        from mlflow.tracking import MlflowClient
-
-        from esi.settings import get_settings
-
-        settings = get_settings()
-        uri = settings.tracking_uri
-        mlflow.set_tracking_uri(uri)
-        self.client = MlflowClient(tracking_uri=uri)
-        name = experiment or settings.mlflow_experiment
-        exp = self.client.get_experiment_by_name(name)
-        if exp is None:
-            # Local stores keep artifacts under ESI_HOME, not ./mlruns of whatever directory we run in.
-            location = None
-            if uri.startswith(("sqlite:", "file:")) or "://" not in uri:
-                location = (settings.home.resolve() / "mlartifacts" / name).as_uri()
-            exp_id = self.client.create_experiment(name, artifact_location=location)
-        else:
-            exp_id = exp.experiment_id
-        self.new = True
-        if run_id:
-            try:
-                self.client.get_run(run_id)
-                self.client.update_run(run_id, status="RUNNING")
-                self.new = False
-            except Exception:
-                log.warning("MLflow run %s of the checkpoint is not in %s: starting a new run", run_id, uri)
-                run_id = None
-        if run_id is None:
-            run = self.client.create_run(exp_id, run_name=run_name, tags={"esi.stage": "pretrain"})
-            run_id = run.info.run_id
-        self.run_id: str = run_id
-        self.uri = uri
-        self._buffer: list[Any] = []
-
-    def log_params(self, params: dict[str, Any]) -> None:
-        from mlflow.entities import Param
-
-        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
-        for i in range(0, len(items), 100):
-            try:
-                self.client.log_batch(self.run_id, params=items[i:i + 100])
-            except Exception as exc:  # a resumed run may not change a logged param: keep training
-                log.warning("MLflow params not logged: %s", exc)
-
-    def metrics(self, values: dict[str, float | None], step: int) -> None:
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        self._buffer.extend(Metric(k, float(v), now, step) for k, v in values.items()
-                            if v is not None and math.isfinite(v))
-
-    def flush(self) -> None:
-        while self._buffer:
-            chunk, self._buffer = self._buffer[:900], self._buffer[900:]
-            self.client.log_batch(self.run_id, metrics=chunk)
-
-    def artifact(self, path: Path) -> None:
-        self.client.log_artifact(self.run_id, str(path))
-
-    def end(self, status: str) -> None:
-        with contextlib.suppress(Exception):
-            self.flush()
-        self.client.set_terminated(self.run_id, status=status)
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v:
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-# --- plots ----------------------------------------------------------------------------------------
-def plot_history(history: list[dict[str, Any]], epochs: list[dict[str, Any]], path: str | Path) -> Path:
-    """Loss curves (total, contrastive, caption; raw and smoothed) and the learning rate, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from esi.data.store import atomic_write_bytes
-
-    fig, (ax, ax_lr) = plt.subplots(2, 1, figsize=(8, 6), sharex=True, height_ratios=[3, 1])
-    steps = np.array([h["step"] for h in history])
-    for key, color in (("loss", "black"), ("contrastive", "tab:blue"), ("caption", "tab:orange")):
-        y = np.array([np.nan if h.get(key) is None else h[key] for h in history], dtype=float)
-        if not len(y) or np.all(np.isnan(y)):
-            continue
-        ax.plot(steps, y, color=color, alpha=0.25, lw=0.8)
-        win = max(1, len(y) // 30)
-        smooth = np.convolve(np.nan_to_num(y, nan=np.nanmean(y)), np.ones(win) / win, mode="valid")
-        label = key if win == 1 else f"{key} (mean of {win})"
-        ax.plot(steps[win - 1:], smooth, color=color, lw=1.8, label=label)
-    for e in epochs:
-        ax.axvline(e["last_step"], color="grey", lw=0.5, ls=":")
-    ax.set_ylabel("loss")
-    ax.legend(loc="upper right", fontsize=8)
-    ax.set_title("ESI pretraining")
-    ax.grid(alpha=0.3)
-    ax_lr.plot(steps, [h["lr"] for h in history], color="tab:green")
-    ax_lr.set_ylabel("lr")
-    ax_lr.set_xlabel("optimizer step")
-    ax_lr.grid(alpha=0.3)
-    fig.tight_layout()
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-    return Path(path)
-
-
-def _branches(cfg: PretrainConfig) -> dict[str, bool]:
-    """Which model branches the loss needs (a zero weight skips that branch's compute)."""
-    return {"contrastive": cfg.lambda_con > 0, "caption": cfg.lambda_cap > 0}
-
-
-def _freeze_unused(model: Any, dataset: Any, cfg: PretrainConfig) -> list[str]:
-    """Freeze the parameters an ablation (lambda_con or lambda_cap = 0) never trains.
-
-    They would get no gradient anyway (AdamW skips them); freezing them lets DDP run without
-    find_unused_parameters. Found by one local forward/backward on two records, so it follows the model.
-    """
-    from esi.losses import CoCaLoss
-    from esi.train.data import collate
-
-    batch = collate([dataset[i] for i in range(min(2, len(dataset)))])
-    dev = next(model.parameters()).device
-    ids, mask = batch["input_ids"].to(dev), batch["attention_mask"].to(dev)
-    out = model(batch["signal"].to(dev), ids, mask, **_branches(cfg))
-    CoCaLoss(cfg.lambda_con, cfg.lambda_cap, rank=0, world_size=1)(out, ids, mask)["loss"].backward()
-    frozen = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
-    for n, p in model.named_parameters():
-        p.grad = None
-        if n in frozen:
-            p.requires_grad_(False)
-    log.info("ablation (lambda_con=%s, lambda_cap=%s): %d unused parameter tensors frozen", cfg.lambda_con,
-             cfg.lambda_cap, len(frozen))
-    return frozen
-
-
-# --- the trainer ----------------------------------------------------------------------------------
 class _Trainer:
     def __init__(self, config: PretrainConfig, info: DistInfo, progress: bool) -> None:
         self.config, self.info, self.progress = config, info, progress and info.is_main
@@ -249,7 +113,7 @@ class _Trainer:
         barrier(self.info)
         return run_dir
 
-    def _resume_state(self, run_dir: Path) -> dict[str, Any] | None:
+    def _resume_point(self, run_dir: Path) -> _Resume | None:
         cfg = self.config
         found = latest_checkpoint(run_dir) if self.info.is_main else None
         path = broadcast_object(self.info, str(found[0]) if found else None)
@@ -262,41 +126,41 @@ class _Trainer:
                               "continue that run, or choose another --out")
         from esi.train.checkpointing import load_training_checkpoint
 
-        state = found[1] if found else load_training_checkpoint(path)
-        saved = PretrainConfig.from_dict(state["train_config"], source=path)
+        point = _Resume(Path(path), found[1] if found else load_training_checkpoint(path))
+        saved = PretrainConfig.from_dict(point.training["train_config"], source=path)
         diff = cfg.locked_differences(saved)
         if diff:
             raise ConfigError(f"cannot resume {run_dir} with other {', '.join(diff)} than the run used; pass "
                               f"the same values (see {run_dir / 'config.json'}) or start a new run with "
                               "another --out")
-        log.info("resuming from %s (step %d, epoch %d)", path, state["step"], state["epoch"])
-        return state
+        st = point.training["state"]
+        log.info("resuming from %s (step %d, epoch %d)", path, st["step"], st["epoch"])
+        return point
 
-    def _data(self, model: Any, run_dir: Path):
-        from esi.train.data import (
-            PretrainDataset,
-            ResumableDistributedSampler,
-            load_captions,
-            tokenize_captions,
-        )
+    def _model(self, resumed: _Resume | None) -> EsiModel:
+        """A fresh model (pretrained text weights) or the checkpoint's (nothing loaded or downloaded)."""
+        from esi.models import create_model
+        from esi.models.checkpoint import model_from_payload
+
+        seed_everything(self.config.seed)  # identical initial weights on every rank (DDP also broadcasts)
+        if resumed is None:
+            model = create_model(self.config.model, **self.config.model_overrides)
+        else:
+            model = model_from_payload(resumed.payload, source=f"checkpoint {resumed.path}")
+        return model.to(self.info.device)
+
+    def _data(self, model: EsiModel, run_dir: Path) -> tuple[PretrainDataset, ResumableDistributedSampler, int]:
+        from esi.train.data import PretrainDataset, ResumableDistributedSampler, load_captions
 
         cfg, info = self.config, self.info
-        captions = load_captions(cfg.captions)
-        dataset = PretrainDataset(cfg.store, captions, augment=cfg.augment, seed=cfg.seed,
+        dataset = PretrainDataset(cfg.store, load_captions(cfg.captions), augment=cfg.augment, seed=cfg.seed,
                                   shuffle_pairs=cfg.shuffle_pairs, folds=cfg.folds, limit=cfg.limit,
                                   missing_captions=cfg.missing_captions, captions_path=str(cfg.captions))
-        max_length = int(cfg.text_max_length or model.max_text_len)
-        cache = run_dir / "cache"
-        tokens = None
-        if info.is_main:
-            tokens = tokenize_captions(model, dataset.texts, max_length, cache, progress=self.progress)
-        barrier(info)
-        if tokens is None:  # other ranks read what rank 0 wrote (or tokenise themselves if that failed)
-            tokens = tokenize_captions(model, dataset.texts, max_length, cache, build=False) or \
-                tokenize_captions(model, dataset.texts, max_length, None)
-        dataset.set_tokens(*tokens)
-        sampler = ResumableDistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank,
-                                              seed=cfg.seed)
+        dataset.set_tokens(*self._tokens(model, dataset, run_dir))
+        self._provenance = pretraining_provenance(dataset, cfg)
+        sampler = ResumableDistributedSampler(
+            dataset, num_replicas=info.world_size, rank=info.rank, seed=cfg.seed, batch_size=cfg.batch_size,
+            lengths=dataset.caption_lengths() if cfg.length_buckets else None, bucket_batches=cfg.length_buckets)
         batches = sampler.num_samples // cfg.batch_size
         steps_per_epoch = batches // cfg.grad_accum
         if steps_per_epoch < 1:
@@ -306,7 +170,22 @@ class _Trainer:
                 "--grad-accum, or use more records")
         return dataset, sampler, steps_per_epoch
 
-    def _loader(self, dataset: Any, sampler: Any, epoch: int):
+    def _tokens(self, model: EsiModel, dataset: PretrainDataset, run_dir: Path
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        from esi.train.data import tokenize_captions
+
+        max_length = int(self.config.text_max_length or model.max_text_len)
+        cache = run_dir / "cache"
+        tokens = None
+        if self.info.is_main:
+            tokens = tokenize_captions(model, dataset.texts, max_length, cache, progress=self.progress)
+        barrier(self.info)
+        if tokens is None:  # other ranks read what rank 0 wrote (or tokenise themselves if that failed)
+            tokens = tokenize_captions(model, dataset.texts, max_length, cache, build=False) or \
+                tokenize_captions(model, dataset.texts, max_length, None)
+        return tokens
+
+    def _loader(self, dataset: PretrainDataset, sampler: ResumableDistributedSampler, epoch: int) -> DataLoader:
         from torch.utils.data import DataLoader
 
         from esi.train.data import collate
@@ -326,283 +205,254 @@ class _Trainer:
                           pin_memory=self.info.device.type == "cuda",
                           prefetch_factor=2 if workers > 0 else None)
 
+    def _stepper(self, model: EsiModel, steps_per_epoch: int, state: TrainState, resumed: _Resume | None
+                 ) -> Stepper:
+        """AdamW, its schedule (positioned in epochs on resume) and the DDP wrapper, as a Stepper."""
+        from esi.losses import CoCaLoss
+        from esi.train.schedule import build_optimizer, build_scheduler, seek
+
+        cfg, info = self.config, self.info
+        optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, tuple(cfg.betas), cfg.eps)
+        if resumed is not None:
+            optimizer.load_state_dict(resumed.training["optimizer"])
+        scheduler = build_scheduler(optimizer, steps_per_epoch, cfg.warmup_epochs, cfg.decay_every,
+                                    cfg.decay_factor)
+        global_batch = cfg.batch_size * info.world_size * cfg.grad_accum
+        seek(scheduler, state.epoch * steps_per_epoch + state.samples_in_epoch // global_batch)
+        wrapped: nn.Module = model
+        if info.distributed:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            wrapped = DDP(model, device_ids=[info.device.index] if info.device.type == "cuda" else None)
+        return Stepper(wrapped, model, CoCaLoss(cfg.lambda_con, cfg.lambda_cap), optimizer, scheduler, info,
+                       grad_accum=cfg.grad_accum, grad_clip=cfg.grad_clip,
+                       autocast_dtype=resolve_precision(cfg.precision, info.device), branches=branches(cfg))
+
+    def _restore(self, resumed: _Resume | None, steps_per_epoch: int) -> TrainState:
+        """The TrainState to start from; RNG streams restored (or re-seeded on another number of ranks)."""
+        info = self.info
+        seed_everything(self.config.seed + 1 + info.rank)  # per-rank stream for dropout and the like
+        if resumed is None:
+            return TrainState()
+        state = TrainState.from_dict(resumed.training["state"])
+        saved_world = int(resumed.training.get("world_size", 1))
+        rngs = resumed.training["rng"]
+        if saved_world == info.world_size and len(rngs) == info.world_size:
+            set_rng_state(rngs[info.rank])
+        else:
+            log.warning("resuming a %d-rank run on %d rank(s): %d step(s) per epoch now; the lr schedule is "
+                        "rebuilt in epochs (warm-up %s, decay every %s) and the RNG streams are re-seeded",
+                        saved_world, info.world_size, steps_per_epoch, self.config.warmup_epochs,
+                        self.config.decay_every)
+        return state
+
+    def _mlflow(self, run: _Run, n_params: int) -> None:
+        from esi.train.mlflow_logger import MlflowLogger, flatten
+
+        cfg, info, st = self.config, self.info, run.state
+        error = None
+        if info.is_main and cfg.mlflow:
+            try:
+                run.ml = MlflowLogger(cfg.experiment, cfg.run_name or run.run_dir.name, st.mlflow_run_id)
+            except Exception as exc:  # tell the other ranks instead of leaving them waiting in a collective
+                error = f"{type(exc).__name__}: {exc}"
+        error = broadcast_object(info, error)
+        if error:
+            from esi.settings import get_settings
+
+            raise ConfigError(f"MLflow tracking at {get_settings().tracking_uri} failed ({error}); fix "
+                              "MLFLOW_TRACKING_URI or pass --no-mlflow")
+        if run.ml is not None:
+            st.mlflow_run_id = run.ml.run_id
+            if run.ml.new:
+                ds = run.dataset
+                run.ml.log_params({**flatten(cfg.to_dict()), "out": str(run.run_dir),
+                                   "world_size": info.world_size, "n_params": n_params, "n_records": len(ds),
+                                   "n_quarantined_excluded": ds.n_quarantined,
+                                   "n_missing_captions": ds.n_missing_captions, "n_misaligned": ds.n_misaligned,
+                                   "steps_per_epoch": run.steps_per_epoch, "device": str(info.device),
+                                   "autocast": str(run.stepper.autocast_dtype)})
+        st.mlflow_run_id = broadcast_object(info, st.mlflow_run_id)
+
     # checkpoint -------------------------------------------------------------------------------------------
-    def _save(self, run_dir: Path, model: Any, optimizer: Any, scheduler: Any, st: dict[str, Any]) -> None:
+    def _extra(self, st: TrainState, run_dir: Path, completed: bool) -> dict[str, Any]:
+        return {"pretrain": {"config": self.config.to_dict(), "step": st.step, "epoch": st.epoch,
+                             "completed": completed, "run_dir": str(run_dir), "mlflow_run_id": st.mlflow_run_id},
+                "provenance": getattr(self, "_provenance", None) or {}}
+
+    def _save(self, run: _Run) -> None:
         rngs = gather_objects(self.info, rng_state())  # collective: every rank calls it
         if not self.info.is_main:
             return
-        state = {
-            "model_name": self.config.model, "model_config": model.config_dict(),
-            "model_state": model.state_dict(), "train_config": self.config.to_dict(),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "step": st["step"], "epoch": st["epoch"], "samples_in_epoch": st["samples_in_epoch"],
-            "world_size": self.info.world_size, "rng": rngs, "history": st["history"], "epochs": st["epochs"],
-            "nonfinite": {"consecutive": st["consecutive_bad"], "total": st["total_bad"]},
-            "mlflow_run_id": st["mlflow_run_id"], "saved": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        }
-        path = save_training_checkpoint(run_dir, state, keep=self.config.keep_checkpoints)
-        st["last_saved_step"] = st["step"]
+        st, stepper = run.state, run.stepper
+        training = {"state": st.to_dict(), "train_config": self.config.to_dict(),
+                    "optimizer": stepper.optimizer.state_dict(), "scheduler": stepper.scheduler.state_dict(),
+                    "rng": rngs, "world_size": self.info.world_size, "saved": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        path = save_training_checkpoint(run.run_dir, run.model, training, self._extra(st, run.run_dir, False),
+                                        keep=self.config.keep_checkpoints)
+        st.last_saved_step = st.step
         log.debug("checkpoint %s", path)
 
     # main -------------------------------------------------------------------------------------------------
     def run(self) -> PretrainResult:
-        from esi.losses import CoCaLoss
-        from esi.models import create_model
-        from esi.models.checkpoint import load_state_strict
-        from esi.train.schedule import build_optimizer, build_scheduler
-
         cfg, info = self.config, self.info
-        autocast_dtype = resolve_precision(cfg.precision, info.device)
         run_dir = self._run_dir()
-        resumed = self._resume_state(run_dir)
+        resumed = self._resume_point(run_dir)
         if info.is_main:
             cfg.replace(out=str(run_dir), resume=False).to_json(run_dir / "config.json")
-
-        seed_everything(cfg.seed)  # identical initial weights on every rank (DDP also broadcasts rank 0's)
-        model = create_model(cfg.model, **cfg.model_overrides)
-        if resumed is not None:
-            load_state_strict(model, resumed["model_state"])
-        model.to(info.device)
+        model = self._model(resumed)
         n_params = sum(p.numel() for p in model.parameters())
         dataset, sampler, steps_per_epoch = self._data(model, run_dir)
-
         if cfg.lambda_con == 0 or cfg.lambda_cap == 0:
-            _freeze_unused(model, dataset, cfg)
-        optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, tuple(cfg.betas), cfg.eps)
-        scheduler = build_scheduler(optimizer, steps_per_epoch, cfg.warmup_epochs, cfg.decay_every,
-                                    cfg.decay_factor)
-        st: dict[str, Any] = {"step": 0, "epoch": 0, "samples_in_epoch": 0, "history": [], "epochs": [],
-                              "consecutive_bad": 0, "total_bad": 0, "mlflow_run_id": None,
-                              "last_saved_step": -1}
-        seed_everything(cfg.seed + 1 + info.rank)  # per-rank stream for dropout and the like
-        if resumed is not None:
-            optimizer.load_state_dict(resumed["optimizer"])
-            scheduler.load_state_dict(resumed["scheduler"])
-            st.update(step=resumed["step"], epoch=resumed["epoch"],
-                      samples_in_epoch=resumed["samples_in_epoch"], history=list(resumed["history"]),
-                      epochs=list(resumed["epochs"]), consecutive_bad=resumed["nonfinite"]["consecutive"],
-                      total_bad=resumed["nonfinite"]["total"], mlflow_run_id=resumed.get("mlflow_run_id"),
-                      last_saved_step=resumed["step"])
-            rngs = resumed["rng"]
-            if len(rngs) == info.world_size:
-                set_rng_state(rngs[info.rank])
-            else:
-                log.warning("resuming a %d-rank run on %d ranks: RNG streams re-seeded", len(rngs),
-                            info.world_size)
-
-        ddp_model: Any = model
-        if info.distributed:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            ddp_model = DDP(model, device_ids=[info.device.index] if info.device.type == "cuda" else None)
-        loss_fn = CoCaLoss(cfg.lambda_con, cfg.lambda_cap)
-
-        ml: _MlflowLogger | None = None
-        ml_error = None
-        if info.is_main and cfg.mlflow:
-            try:
-                ml = _MlflowLogger(cfg.experiment, cfg.run_name or run_dir.name, st["mlflow_run_id"])
-            except Exception as exc:  # tell the other ranks instead of leaving them waiting in a collective
-                ml_error = f"{type(exc).__name__}: {exc}"
-        ml_error = broadcast_object(info, ml_error)
-        if ml_error:
-            from esi.settings import get_settings
-
-            raise ConfigError(f"MLflow tracking at {get_settings().tracking_uri} failed ({ml_error}); fix "
-                              "MLFLOW_TRACKING_URI or pass --no-mlflow")
-        if ml is not None:
-            st["mlflow_run_id"] = ml.run_id
-            if ml.new:
-                ml.log_params({**_flatten(cfg.to_dict()), "out": str(run_dir), "world_size": info.world_size,
-                               "n_params": n_params, "n_records": len(dataset),
-                               "n_quarantined_excluded": dataset.n_quarantined,
-                               "n_missing_captions": dataset.n_missing_captions,
-                               "n_misaligned": dataset.n_misaligned, "steps_per_epoch": steps_per_epoch,
-                               "device": str(info.device), "autocast": str(autocast_dtype)})
-        st["mlflow_run_id"] = broadcast_object(info, st["mlflow_run_id"])
+            freeze_unused(model, dataset, cfg)
+        state = self._restore(resumed, steps_per_epoch)
+        run = _Run(run_dir, model, dataset, sampler, steps_per_epoch,
+                   self._stepper(model, steps_per_epoch, state, resumed), state)
+        self._mlflow(run, n_params)
         log.info("pretraining %s (%.1fM params) on %d records, %d step(s)/epoch x %d epochs, %d rank(s), %s",
                  cfg.model, n_params / 1e6, len(dataset), steps_per_epoch, cfg.epochs, info.world_size,
                  info.device)
         try:
-            samples, seconds = self._train(ddp_model, model, loss_fn, optimizer, scheduler, dataset, sampler,
-                                           steps_per_epoch, autocast_dtype, run_dir, st, ml)
+            self._train(run)
         except BaseException as exc:
-            if ml is not None:
-                ml.end("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+            if run.ml is not None:
+                run.ml.end("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
             raise
-        completed = st["epoch"] >= cfg.epochs
+        completed = state.epoch >= cfg.epochs
         final = run_dir / "model.pt"
         if info.is_main:
-            self._finish(model, run_dir, final, st, ml, completed)
+            self._finish(run, final, completed)
         barrier(info)
-        return PretrainResult(run_dir=run_dir, final_checkpoint=final, history=st["history"],
-                              mlflow_run_id=st["mlflow_run_id"],
-                              samples_per_s=samples / seconds if seconds else 0.0,
-                              epochs=st["epochs"], steps=st["step"], completed=completed)
+        return PretrainResult(run_dir=run_dir, final_checkpoint=final, history=state.history,
+                              mlflow_run_id=state.mlflow_run_id,
+                              samples_per_s=run.samples / run.seconds if run.seconds else 0.0,
+                              epochs=state.epochs, steps=state.step, completed=completed)
 
-    def _train(self, ddp_model: Any, model: Any, loss_fn: Any, optimizer: Any, scheduler: Any, dataset: Any,
-               sampler: Any, steps_per_epoch: int, autocast_dtype: torch.dtype | None, run_dir: Path,
-               st: dict[str, Any], ml: _MlflowLogger | None) -> tuple[int, float]:
+    def _train(self, run: _Run) -> None:
+        cfg, st = self.config, run.state
+        while st.epoch < cfg.epochs and (cfg.max_steps is None or st.step < cfg.max_steps):
+            epoch = st.epoch
+            finished = self._epoch(run)
+            if not finished:
+                if st.last_saved_step != st.step:
+                    self._save(run)
+                log.info("stopped at max_steps=%d (epoch %d, step %d)", cfg.max_steps, epoch + 1, st.step)
+                return
+            self._end_epoch(run, epoch)
+            self._save(run)
+
+    def _epoch(self, run: _Run) -> bool:
+        """Train the rest of the current epoch; False when max_steps stopped it part-way."""
         from tqdm import tqdm
 
-        cfg, info = self.config, self.info
-        dev = info.device
-        micro_per_epoch = steps_per_epoch * cfg.grad_accum
+        cfg, st, info = self.config, run.state, self.info
         global_batch = cfg.batch_size * info.world_size
-        samples_total, seconds_total = 0, 0.0
-        params = [p for p in model.parameters() if p.requires_grad]
-        clip = cfg.grad_clip if cfg.grad_clip else float("inf")
-        branches = _branches(cfg)
-
-        def autocast():
-            if autocast_dtype is None:
-                return contextlib.nullcontext()
-            return torch.autocast(device_type=dev.type, dtype=autocast_dtype)
-
-        while st["epoch"] < cfg.epochs and (cfg.max_steps is None or st["step"] < cfg.max_steps):
-            epoch = st["epoch"]
-            # Position inside the epoch, in whole optimizer steps, from the global samples consumed (works
-            # when the number of ranks changed between the interruption and the resume).
-            done_micro = (st["samples_in_epoch"] // global_batch) // cfg.grad_accum * cfg.grad_accum
-            dataset.set_epoch(epoch)
-            sampler.set_epoch(epoch)
-            sampler.set_start(done_micro * cfg.batch_size)
-            loader = self._loader(dataset, sampler, epoch)
-            ddp_model.train()
-            bar = tqdm(total=steps_per_epoch, initial=done_micro // cfg.grad_accum, disable=not self.progress,
-                       desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step", dynamic_ncols=True)
-            acc = torch.zeros(len(METRICS), dtype=torch.float32, device=dev)  # stays on the device: no sync
-            micro = done_micro
-            t_step = time.perf_counter()
-            epoch_t0, epoch_samples = t_step, 0
-            stopped = False
-            logit_scale: Any = float("nan")
-            for batch in loader:
-                if micro >= micro_per_epoch:
-                    break
-                sig = batch["signal"].to(dev, non_blocking=True)
-                ids = batch["input_ids"].to(dev, non_blocking=True)
-                mask = batch["attention_mask"].to(dev, non_blocking=True)
-                last_micro = (micro + 1) % cfg.grad_accum == 0
-                # DDP: no gradient all-reduce on the micro-batches before the last one of a step
-                skip_sync = info.distributed and not last_micro
-                sync = ddp_model.no_sync() if skip_sync else contextlib.nullcontext()
-                with sync:
-                    with autocast():
-                        out = ddp_model(sig, ids, mask, **branches)
-                        losses = loss_fn(out, ids, mask)
-                    (losses["loss"] / cfg.grad_accum).backward()
-                acc += torch.stack([torch.as_tensor(losses[k], device=dev).detach().float().reshape(())
-                                    for k in METRICS])
-                logit_scale = out["logit_scale"].detach()
-                micro += 1
-                if not last_micro:
-                    continue
-                # --- one optimizer step -----------------------------------------------------------
-                vals = all_reduce_mean(info, acc / cfg.grad_accum).double().cpu()
-                acc.zero_()
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
-                lr = optimizer.param_groups[0]["lr"]
-                finite = math.isfinite(grad_norm) and bool(torch.isfinite(vals).all())
-                if finite:
-                    optimizer.step()
-                    st["consecutive_bad"] = 0
-                else:
-                    st["consecutive_bad"] += 1
-                    st["total_bad"] += 1
-                    log.warning("step %d: non-finite loss/gradient (loss %s, grad norm %s): update "
-                                "skipped (%d in a row)", st["step"] + 1, float(vals[0]), grad_norm,
-                                st["consecutive_bad"])
-                optimizer.zero_grad(set_to_none=True)
-                with warnings.catch_warnings():  # a skipped first step is not the misuse torch warns about
-                    warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
-                    scheduler.step()
-                st["step"] += 1
-                st["samples_in_epoch"] = micro * global_batch
-                now = time.perf_counter()
-                step_samples = cfg.grad_accum * global_batch
-                sps = step_samples / max(now - t_step, 1e-9)
-                seconds_total += now - t_step
-                samples_total += step_samples
-                epoch_samples += step_samples
-                t_step = now
-                named = {k: _finite(float(v)) for k, v in zip(METRICS, vals, strict=True)}
-                rec = {"step": st["step"], "epoch": epoch, **named,
-                       "lr": lr, "logit_scale": _finite(float(torch.as_tensor(logit_scale).float().mean())),
-                       "grad_norm": _finite(grad_norm),
-                       "samples_per_s": sps, "skipped": not finite}
-                st["history"].append(rec)
-                if st["consecutive_bad"] >= cfg.max_nonfinite_steps:
-                    raise TrainingError(
-                        f"{st['consecutive_bad']} consecutive steps had a non-finite loss or gradient (step "
-                        f"{st['step']}); lower --lr, use --precision fp32, check the data for NaNs "
-                        f"('esi validate') or resume from an earlier checkpoint in {run_dir / 'checkpoints'}")
-                if ml is not None:
-                    keys = (*METRICS, "lr", "logit_scale", "grad_norm", "samples_per_s")
-                    ml.metrics({k: rec[k] for k in keys}, st["step"])
-                    if st["step"] % cfg.log_every_steps == 0:
-                        ml.flush()
+        # Position inside the epoch, in whole optimizer steps, from the global samples consumed (works when
+        # the number of ranks changed between the interruption and the resume).
+        done_micro = (st.samples_in_epoch // global_batch) // cfg.grad_accum * cfg.grad_accum
+        run.dataset.set_epoch(st.epoch)
+        run.sampler.set_epoch(st.epoch)
+        run.sampler.set_start(done_micro * cfg.batch_size)
+        batches = iter(self._loader(run.dataset, run.sampler, st.epoch))
+        run.stepper.model.train()
+        run.epoch_samples, run.epoch_seconds = 0, 0.0
+        first = done_micro // cfg.grad_accum
+        bar = tqdm(total=run.steps_per_epoch, initial=first, disable=not self.progress,
+                   desc=f"epoch {st.epoch + 1}/{cfg.epochs}", unit="step", dynamic_ncols=True)
+        try:
+            for done in range(first + 1, run.steps_per_epoch + 1):
+                t0 = time.perf_counter()
+                result = run.stepper.run(batches)
+                st.samples_in_epoch = done * cfg.grad_accum * global_batch
+                rec = self._record(run, result, time.perf_counter() - t0)
                 bar.update(1)
                 bar.set_postfix(loss=f"{rec['loss']:.4f}" if rec["loss"] is not None else "nan",
-                                lr=f"{lr:.2e}", sps=f"{sps:.1f}")
-                if cfg.checkpoint_every_steps and st["step"] % cfg.checkpoint_every_steps == 0:
-                    self._save(run_dir, model, optimizer, scheduler, st)
-                if cfg.max_steps is not None and st["step"] >= cfg.max_steps:
-                    stopped = True
-                    break
+                                lr=f"{result.lr:.2e}", sps=f"{rec['samples_per_s']:.1f}")
+                if cfg.checkpoint_every_steps and st.step % cfg.checkpoint_every_steps == 0:
+                    self._save(run)
+                if cfg.max_steps is not None and st.step >= cfg.max_steps and done < run.steps_per_epoch:
+                    return False
+        finally:
             bar.close()
-            del loader
-            if stopped and micro < micro_per_epoch:
-                if st["last_saved_step"] != st["step"]:
-                    self._save(run_dir, model, optimizer, scheduler, st)
-                log.info("stopped at max_steps=%d (epoch %d, step %d)", cfg.max_steps, epoch + 1, st["step"])
-                break
-            # --- end of epoch ---------------------------------------------------------------------
-            ep_hist = [h for h in st["history"] if h["epoch"] == epoch and not h["skipped"]]
-            elapsed = time.perf_counter() - epoch_t0
-            summary = {"epoch": epoch, "last_step": st["step"],
-                       **{k: sum(h[k] for h in ep_hist) / len(ep_hist) if ep_hist else None
-                          for k in METRICS},
-                       "lr": st["history"][-1]["lr"] if st["history"] else None,
-                       "seconds": elapsed, "samples_per_s": epoch_samples / elapsed if elapsed > 0 else 0.0}
-            st["epochs"].append(summary)
-            st["epoch"] = epoch + 1
-            st["samples_in_epoch"] = 0
-            if ml is not None:
-                ml.metrics({f"epoch_{k}": summary[k] for k in (*METRICS, "samples_per_s")}, st["step"])
-                ml.flush()
-            if info.is_main:
-                log.info("epoch %d/%d: loss %s, contrastive %s, caption %s, %.1f samples/s", epoch + 1,
-                         cfg.epochs,
-                         *(f"{summary[k]:.4f}" if summary[k] is not None else "n/a" for k in METRICS[:3]),
-                         summary["samples_per_s"])
-            self._save(run_dir, model, optimizer, scheduler, st)
-        return samples_total, seconds_total
+        return True
 
-    def _finish(self, model: Any, run_dir: Path, final: Path, st: dict[str, Any], ml: _MlflowLogger | None,
-                completed: bool) -> None:
-        import os
+    def _record(self, run: _Run, result: StepResult, seconds: float) -> dict[str, Any]:
+        """Count the step, append it to the history, log it, and stop on too many non-finite steps."""
+        cfg, st = self.config, run.state
+        st.step += 1
+        if result.finite:
+            st.consecutive_bad = 0
+        else:
+            st.consecutive_bad += 1
+            st.total_bad += 1
+            log.warning("step %d: non-finite loss/gradient (loss %s, grad norm %s): update skipped (%d in a "
+                        "row)", st.step, result.values["loss"], result.grad_norm, st.consecutive_bad)
+        step_samples = cfg.grad_accum * cfg.batch_size * self.info.world_size
+        run.samples += step_samples
+        run.seconds += seconds
+        run.epoch_samples += step_samples
+        run.epoch_seconds += seconds
+        rec = {"step": st.step, "epoch": st.epoch, **{k: _finite(v) for k, v in result.values.items()},
+               "lr": result.lr, "logit_scale": _finite(result.logit_scale), "grad_norm": _finite(result.grad_norm),
+               "samples_per_s": step_samples / max(seconds, 1e-9), "skipped": not result.finite}
+        st.history.append(rec)
+        if st.consecutive_bad >= cfg.max_nonfinite_steps:
+            raise TrainingError(
+                f"{st.consecutive_bad} consecutive steps had a non-finite loss or gradient (step {st.step}); "
+                "lower --lr, use --precision fp32, check the data for NaNs ('esi validate') or resume from an "
+                f"earlier checkpoint in {run.run_dir / 'checkpoints'}")
+        if run.ml is not None:
+            run.ml.metrics({k: rec[k] for k in (*METRICS, "lr", "logit_scale", "grad_norm", "samples_per_s")},
+                           st.step)
+            if st.step % cfg.log_every_steps == 0:
+                run.ml.flush()
+        return rec
 
+    def _end_epoch(self, run: _Run, epoch: int) -> None:
+        cfg, st = self.config, run.state
+        ep_hist = [h for h in st.history if h["epoch"] == epoch and not h["skipped"]]
+        seconds, samples = run.epoch_seconds, run.epoch_samples
+        summary = {"epoch": epoch, "last_step": st.step,
+                   **{k: sum(h[k] for h in ep_hist) / len(ep_hist) if ep_hist else None for k in METRICS},
+                   "lr": st.history[-1]["lr"] if st.history else None,
+                   "seconds": seconds, "samples_per_s": samples / seconds if seconds > 0 else 0.0}
+        st.epochs.append(summary)
+        st.epoch, st.samples_in_epoch = epoch + 1, 0
+        if run.ml is not None:
+            run.ml.metrics({f"epoch_{k}": summary[k] for k in (*METRICS, "samples_per_s")}, st.step)
+            run.ml.flush()
+        if self.info.is_main:
+            log.info("epoch %d/%d: loss %s, contrastive %s, caption %s, %.1f samples/s", epoch + 1, cfg.epochs,
+                     *(f"{summary[k]:.4f}" if summary[k] is not None else "n/a" for k in METRICS[:3]),
+                     summary["samples_per_s"])
+
+    def _finish(self, run: _Run, final: Path, completed: bool) -> None:
         from esi.data.store import atomic_write_json
         from esi.models.checkpoint import save_checkpoint
+        from esi.train.plots import plot_history
 
-        cfg = self.config
-        tmp = final.with_name(".model.tmp.pt")
-        save_checkpoint(tmp, model, pretrain={"config": cfg.to_dict(), "step": st["step"],
-                                              "epoch": st["epoch"], "completed": completed,
-                                              "run_dir": str(run_dir), "mlflow_run_id": st["mlflow_run_id"]})
-        os.replace(tmp, final)
+        st, run_dir = run.state, run.run_dir
+        save_checkpoint(final, run.model, **self._extra(st, run_dir, completed))
         atomic_write_json(run_dir / "history.json", {
-            "steps": st["history"], "epochs": st["epochs"], "nonfinite_skipped": st["total_bad"],
-            "completed": completed, "mlflow_run_id": st["mlflow_run_id"]})
-        if st["history"]:
-            plot_history(st["history"], st["epochs"], run_dir / "loss.png")
-        if ml is not None:
-            ml.flush()
+            "steps": st.history, "epochs": st.epochs, "nonfinite_skipped": st.total_bad,
+            "completed": completed, "mlflow_run_id": st.mlflow_run_id})
+        if st.history:
+            plot_history(st.history, st.epochs, run_dir / "loss.png")
+        if run.ml is not None:
+            run.ml.flush()
             for name in ("model.pt", "history.json", "loss.png", "config.json"):
                 if (run_dir / name).exists():
-                    ml.artifact(run_dir / name)
-            ml.end("FINISHED")
+                    run.ml.artifact(run_dir / name)
+            run.ml.end("FINISHED")
+
+
+def pretraining_provenance(dataset: PretrainDataset, cfg: PretrainConfig) -> dict[str, Any]:
+    """Exactly which records the model is pretrained on (after folds, limit, quarantine and missing captions),
+    so an evaluation can refuse a test split that overlaps them; the store digest says which store it was."""
+    from esi.evaluation.provenance import store_digest
+
+    return {"store": str(cfg.store), "store_digest": store_digest(dataset.base.store), "folds": cfg.folds,
+            "n_records": len(dataset.record_ids), "record_ids": list(dataset.record_ids)}
 
 
 def pretrain(config: PretrainConfig, progress: bool = True) -> PretrainResult:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import torch
@@ -39,10 +40,19 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 
 def build_optimizer(model: nn.Module, lr: float, weight_decay: float,
-                    betas: tuple[float, float] = (0.9, 0.98), eps: float = 1e-6) -> torch.optim.AdamW:
-    """AdamW over :func:`param_groups` (the group names are kept for inspection)."""
+                    betas: tuple[float, float] = (0.9, 0.98), eps: float = 1e-6,
+                    fused: bool | None = None) -> torch.optim.AdamW:
+    """AdamW over :func:`param_groups` (the group names are kept for inspection).
+
+    ``fused=None`` picks the fused kernel (one pass over all parameters instead of a loop of ~10 elementwise
+    ops per tensor; torch's default on CPU is that loop) when every trainable parameter is a float tensor
+    on CPU or CUDA; False keeps torch's default.
+    """
     groups = param_groups(model, weight_decay)
-    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps)
+    if fused is None:
+        params = [p for g in groups for p in g["params"]]
+        fused = bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=fused or None)
 
 
 class WarmupStepDecay:
@@ -73,3 +83,15 @@ def build_scheduler(optimizer: torch.optim.Optimizer, steps_per_epoch: int, warm
     """LambdaLR with :class:`WarmupStepDecay`; call ``scheduler.step()`` once per optimizer step."""
     fn = WarmupStepDecay(steps_per_epoch, warmup_epochs, decay_every, decay_factor)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, fn)
+
+
+def seek(scheduler: torch.optim.lr_scheduler.LRScheduler, step: int) -> None:
+    """Put ``scheduler`` (and its optimizer's lr) at schedule position ``step`` (0-based optimizer step).
+
+    A resumed run rebuilds its schedule for its own epoch length and seeks to where it stands in epochs, so
+    warm-up and decay stay in epochs when the number of ranks (hence steps per epoch) changed.
+    """
+    scheduler.last_epoch = step - 1
+    with warnings.catch_warnings():  # no optimizer step happened yet: not the misuse torch warns about
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+        scheduler.step()

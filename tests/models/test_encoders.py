@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from esi.errors import ModelNotFoundError
-from esi.models.registry import create_encoder, list_encoders
+from esi.models.encoders import create_encoder, list_encoders
 
 TEST_ENCODERS = list_encoders("test_")
 FULL_ENCODERS = [n for n in list_encoders() if not n.startswith("test_")]
@@ -52,16 +52,24 @@ def test_full_encoder_builds_with_a_width(name: str) -> None:
     assert n_params(model) > 1_000_000
 
 
-@pytest.mark.parametrize(("name", "paper"), [("convnextv2_tiny", 26.8e6), ("convnextv2_base", 85.6e6)])
-def test_convnext_parameter_counts_match_the_paper(name: str, paper: float) -> None:
-    # The paper's counts are the encoder as pretrained (no classification head); with a 71-class PTB-XL
-    # head it stays within 5% (see the ConvNeXtV2_1d docstring).
+@pytest.mark.parametrize(("name", "count"), [("convnextv2_tiny", 26_814_144), ("convnextv2_base", 85_558_528)])
+def test_convnext_parameter_counts_are_exact(name: str, count: int) -> None:
+    # The paper's 26.8M (ESI-tiny) and 85.6M (ESI) are the encoder as pretrained, without a classification head.
     with torch.device("meta"):
         backbone = create_encoder(name)
         with_head = create_encoder(name, num_classes=71)
-    assert abs(n_params(backbone) - paper) / paper < 0.005
-    assert abs(n_params(with_head) - paper) / paper < 0.05
-    assert n_params(with_head) - n_params(backbone) == 2 * backbone.width + backbone.width * 71 + 71
+    assert n_params(backbone) == count
+    assert n_params(with_head) - count == 2 * backbone.width + backbone.width * 71 + 71  # LayerNorm + Linear
+
+
+def test_esi_tiny_config_builds_the_paper_encoder() -> None:
+    # The whole model from the esi_tiny config, nothing downloaded: text weights not loaded
+    # (text_pretrained=False) and the offline MiniLM config instead of BioLinkBERT's hub id.
+    from esi.models import create_model
+
+    with torch.device("meta"):
+        model = create_model("esi_tiny", text_pretrained=False, offline=True, text_cfg={"hf_model_name": "minilm"})
+    assert n_params(model.ecg_encoder) == 26_814_144
 
 
 def test_convnext_sizes_grow() -> None:

@@ -72,3 +72,12 @@ def test_attentional_pooler_shapes_and_permutation_invariance() -> None:
     # Pooling attends over a set: reordering the tokens leaves the result unchanged.
     perm = torch.randperm(40)
     assert torch.allclose(pool(tokens[:, perm]), out, atol=1e-5)
+
+
+def test_length_groups_split_only_when_it_saves_padding() -> None:
+    from esi.models.layers import length_groups
+
+    groups = length_groups(torch.tensor([100, 20, 95, 25, 30, 90]))
+    assert [(sorted(r.tolist()), w) for r, w in groups] == [([0, 2, 5], 100), ([1, 3, 4], 30)]
+    one = length_groups(torch.tensor([100, 98, 97, 99]))  # nearly equal lengths: not worth two passes
+    assert len(one) == 1 and sorted(one[0][0].tolist()) == [0, 1, 2, 3] and one[0][1] == 100

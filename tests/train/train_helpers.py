@@ -83,9 +83,47 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+PROBE_CAPTIONS = [  # rank 0 gets the two short captions, rank 1 the long ones: unequal token counts
+    "sinus rhythm",
+    "normal ecg",
+    "atrial fibrillation with rapid ventricular response and no p waves in any lead",
+    "sinus bradycardia with st depression in lateral leads and t wave inversion in v5 v6",
+]
+
+
+def probe_batch(model, rows: slice = slice(None)) -> dict:  # type: ignore[no-untyped-def]
+    """A fixed 4-record batch (rows of it), trimmed to its longest caption as collate does."""
+    import torch
+
+    g = torch.Generator().manual_seed(123)
+    signal = torch.randn(len(PROBE_CAPTIONS), 12, 640, generator=g)[rows]
+    enc = model.tokenize(PROBE_CAPTIONS[rows])
+    return {"signal": signal, **enc}
+
+
+def probe_step(model, batch, info) -> tuple[dict, dict]:  # type: ignore[no-untyped-def]
+    """One micro-batch through the trainer's Stepper (DDP-wrapped when ``info`` is distributed): the losses
+    of this rank and the parameter gradients (after DDP's all-reduce)."""
+    from esi.losses import CoCaLoss
+    from esi.train.schedule import build_optimizer, build_scheduler
+    from esi.train.step import Stepper
+
+    wrapped = model
+    if info.distributed:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        wrapped = DDP(model)
+    opt = build_optimizer(model, 1e-3, 0.05)
+    stepper = Stepper(wrapped, model, CoCaLoss(), opt, build_scheduler(opt, 1, 0, 1, 0.1), info)
+    losses = stepper.micro(batch, last=True, caption_divisor=stepper.caption_divisor([batch]))
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return {k: float(v) for k, v in losses.items()}, grads
+
+
 def ddp_worker(rank: int, world: int, port: int, config: dict, result_dir: str) -> None:
     """One rank of a gloo DDP run (torch.multiprocessing.spawn target): sets the env torchrun would set,
-    records which ranks write checkpoints, and writes its view of the run to result_dir/rank<r>.json."""
+    runs one probe step on its share of :func:`probe_batch`, then the real ``pretrain`` (recording which
+    ranks write checkpoints), and writes its view to result_dir/rank<r>.json (+ probe grads in rank<r>.pt)."""
     import os
 
     import torch
@@ -94,17 +132,30 @@ def ddp_worker(rank: int, world: int, port: int, config: dict, result_dir: str) 
                       MASTER_PORT=str(port))
     torch.set_num_threads(1)
     import esi.train.loop as loop
+    from esi.models import create_model
     from esi.train.config import PretrainConfig
+    from esi.train.distributed import barrier, cleanup, init_distributed
 
-    saves: list[int] = []
-    original = loop.save_training_checkpoint
+    info = init_distributed("cpu")  # pretrain below joins this group instead of creating one
+    try:
+        torch.manual_seed(0)
+        model = create_model("esi_test").eval()  # eval: no dropout, the same function in every process
+        share = len(PROBE_CAPTIONS) // world
+        losses, grads = probe_step(model, probe_batch(model, slice(rank * share, (rank + 1) * share)), info)
+        torch.save({"losses": losses, "grads": grads}, Path(result_dir, f"rank{rank}.pt"))
 
-    def spy(run_dir, state, keep=3):  # type: ignore[no-untyped-def]
-        saves.append(int(state["step"]))
-        return original(run_dir, state, keep)
+        saves: list[int] = []
+        original = loop.save_training_checkpoint
 
-    loop.save_training_checkpoint = spy
-    result = loop.pretrain(PretrainConfig.from_dict(config), progress=False)
-    Path(result_dir, f"rank{rank}.json").write_text(json.dumps({
-        "saves": saves, "losses": [h["loss"] for h in result.history], "run_dir": str(result.run_dir),
-        "steps": result.steps, "completed": result.completed}))
+        def spy(run_dir, model, training, extra=None, keep=3):  # type: ignore[no-untyped-def]
+            saves.append(int(training["state"]["step"]))
+            return original(run_dir, model, training, extra, keep)
+
+        loop.save_training_checkpoint = spy
+        result = loop.pretrain(PretrainConfig.from_dict(config), progress=False)
+        Path(result_dir, f"rank{rank}.json").write_text(json.dumps({
+            "saves": saves, "lrs": [h["lr"] for h in result.history], "run_dir": str(result.run_dir),
+            "steps": result.steps, "completed": result.completed}))
+    finally:
+        barrier(info)
+        cleanup(info)

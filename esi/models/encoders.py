@@ -17,7 +17,7 @@ from esi.errors import ModelNotFoundError
 F = TypeVar("F", bound=Callable[..., nn.Module])
 
 _ENCODERS: dict[str, Callable[..., nn.Module]] = {}
-# Modules whose import registers encoders; imported lazily so `import esi.models.registry` stays cheap.
+# Modules whose import registers encoders; imported lazily so `import esi.models.encoders` stays cheap.
 _ENCODER_MODULES = ("esi.models.convnext1d", "esi.models.xresnet1d", "esi.models.vit1d")
 
 
