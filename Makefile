@@ -29,8 +29,10 @@ $(STAMP): pyproject.toml
 	  --constraint .ci/constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
+# The esi_full Kubeflow pipeline through kfp.local (each step a subprocess, as in a pod); `esi run` is the same
+# flow in one process.
 run: install
-	$(BIN)/esi run --out $${ESI_RUN_OUT:-.esi/run}
+	$(BIN)/esi pipeline run --local --out $${ESI_RUN_OUT:-.esi/run}
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -16,11 +16,16 @@ import typer
 
 from esi.commands._common import domain_errors, setup_logging
 
+ALL_FOLDS = "all"
+HELD_OUT_FROM = 9  # PTB-XL's recommended split: folds 9 (validation) and 10 (test) stay out of pretraining
 
-def _parse_folds(text: str | None) -> list[int] | None:
-    """'1-8' or '1,2,3' or '1-8,10' -> [1, ..., 8, 10]."""
+
+def _parse_folds(text: str | None) -> list[int] | str | None:
+    """'1-8' or '1,2,3' or '1-8,10' -> [1, ..., 8, 10]; 'all' -> 'all'; None -> None (decided by the store)."""
     if not text:
         return None
+    if text.strip().lower() == ALL_FOLDS:
+        return ALL_FOLDS
     folds: list[int] = []
     try:
         for part in text.split(","):
@@ -32,6 +37,16 @@ def _parse_folds(text: str | None) -> list[int] | None:
     except ValueError:
         raise typer.BadParameter(f"--folds {text!r}: expected e.g. 1-8 or 1,2,3") from None
     return folds
+
+
+def _default_folds(store: Any) -> list[int] | None:
+    """Folds 1-8 when the store has the held-out folds 9-10 (so evaluation's test fold stays unseen), else all."""
+    folds = store.manifest["fold"] if "fold" in store.manifest.columns else None
+    if folds is None or not folds.notna().any() or int(folds.max()) < HELD_OUT_FROM:
+        return None
+    typer.echo(f"pretraining on folds 1-{HELD_OUT_FROM - 1} (folds {HELD_OUT_FROM}+ are held out for evaluation; "
+               "--folds all trains on every fold)")
+    return list(range(1, HELD_OUT_FROM))
 
 
 def _parse_overrides(items: list[str] | None) -> dict[str, Any]:
@@ -95,7 +110,8 @@ def pretrain_cmd(
         lambda_con: float = typer.Option(None, help="contrastive loss weight [1.0]"),
         lambda_cap: float = typer.Option(None, help="captioning loss weight [1.0]"),
         shuffle_pairs: float = typer.Option(None, help="fraction of ECG-text pairs to misalign [0]"),
-        folds: str = typer.Option(None, help="store folds to train on, e.g. 1-8 [all]"),
+        folds: str = typer.Option(None, help="store folds to train on, e.g. 1-8, or 'all' [1-8 when the store "
+                                  "has folds 9-10, which evaluation uses; else all]"),
         limit: int = typer.Option(None, min=1, help="only the first N records (smoke runs)"),
         skip_missing_captions: bool = typer.Option(
             False, "--skip-missing-captions", help="train without uncaptioned records (else an error)"),
@@ -138,11 +154,20 @@ def pretrain_cmd(
     changes["resume"] = resume
     if no_mlflow:
         changes["mlflow"] = False
+    parsed_folds = changes.pop("folds", None)
+    if parsed_folds == ALL_FOLDS:
+        changes["folds"] = None
+    elif parsed_folds is not None:
+        changes["folds"] = parsed_folds
     cfg = base.replace(**changes)
     if cfg.store and not save_config:
         from esi.data.store import open_store
 
-        open_store(cfg.store).require_records("pretraining")  # StoreError (exit 2) before any model loads
+        store = open_store(cfg.store)
+        store.require_records("pretraining")  # StoreError (exit 2) before any model loads
+        # The default only for a new run from a model name: a resumed run or a saved settings file keeps its folds.
+        if parsed_folds is None and cfg.folds is None and not resume and not str(config).endswith(".json"):
+            cfg = cfg.replace(folds=_default_folds(store))
     if save_config:
         cfg.to_json(save_config)
         typer.echo(f"wrote {save_config}")

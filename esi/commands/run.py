@@ -16,12 +16,19 @@ def run(out: Path = typer.Option(Path(".esi/run"), help="folder for every output
         epochs: int = typer.Option(3, min=1, help="pretraining epochs"),
         model: str = typer.Option("esi_cpu", help="model config to pretrain"),
         stages: str = typer.Option(None, help="comma list of stages, or 'STAGE-' for STAGE onwards "
-                                   "(synth,prepare,validate,kb,caption,pretrain,evaluate)"),
+                                   "(synth,prepare,validate,kb,caption,pretrain,evaluate,register,promote,"
+                                   "bento,score)"),
         seed: int = typer.Option(0, help="seed of the generator and of training"),
         workers: int = typer.Option(0, min=0, help="worker processes for generation and preparation"),
         gate: bool = typer.Option(True, "--gate/--no-gate", help="stop when validation fails"),
+        model_name: str = typer.Option(None, "--name", help="registered model name (default: settings)"),
+        require: list[str] = typer.Option(None, "--require", help="promotion gate METRIC>=VALUE "
+                                          "(repeatable; default: the settings' promotion gates)"),
+        score_input: Path = typer.Option(None, help="WFDB folder scored at the end (default: the real "
+                                         "sample records shipped in tests/fixtures/real)"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress bars")) -> None:
-    """Run synth -> prepare -> validate -> kb -> caption -> pretrain -> evaluate and print where results are.
+    """Run synth -> prepare -> validate -> kb -> caption -> pretrain -> evaluate -> register -> promote -> bento ->
+    score, and print where results are.
 
     Re-running resumes: finished work is skipped.
     """
@@ -29,17 +36,21 @@ def run(out: Path = typer.Option(Path(".esi/run"), help="folder for every output
     from esi.pipeline.local import RunConfig, parse_stages, run_local
 
     cfg = RunConfig(out=out, subjects=subjects, records_per_subject=records_per_subject, epochs=epochs,
-                    model=model, stages=parse_stages(stages), seed=seed, workers=workers, gate=gate)
+                    model=model, stages=parse_stages(stages), seed=seed, workers=workers, gate=gate,
+                    model_name=model_name, gates=tuple(require) if require else None, score_input=score_input)
 
-    def report(name: str, seconds: float, notes: dict) -> None:
+    def report(stage: str, seconds: float, notes: dict) -> None:
         short = {k: v for k, v in notes.items() if not isinstance(v, (dict, list))}
-        typer.secho(f"[{name}] done in {seconds:.1f} s {short}", fg=typer.colors.GREEN)
+        typer.secho(f"[{stage}] done in {seconds:.1f} s {short}", fg=typer.colors.GREEN)
 
     result = run_local(cfg, progress=not quiet, on_stage=report)
     typer.echo("\nResults:")
     for what, where in result.outputs.items():
         typer.echo(f"  {what:<36} {where}")
     typer.echo(f"  {'total time (s)':<36} {sum(result.seconds.values()):.1f}")
+    if "bento" in result.notes:
+        typer.echo(f"\nServe it:  {result.outputs['serve it']}   (then POST {{\"ecg\": [...], \"fs\": 500}} to "
+                   "/zero_shot)")
 
 
 def register(app: typer.Typer) -> None:

@@ -21,7 +21,11 @@ from esi.errors import ConfigError, ValidationFailed
 
 log = logging.getLogger(__name__)
 
-STAGES = ("synth", "prepare", "validate", "kb", "caption", "pretrain", "evaluate")
+STAGES = ("synth", "prepare", "validate", "kb", "caption", "pretrain", "evaluate", "register", "promote", "bento",
+          "score")
+# Real recordings shipped with the source tree (tests/fixtures/real, see its PROVENANCE.md): `esi run` ends by
+# scoring them, so a user sees the model on real ECGs and not only on the synthetic set it was trained on.
+SAMPLE_RECORDS = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "real"
 
 
 @dataclass
@@ -40,6 +44,9 @@ class RunConfig:
     stages: tuple[str, ...] = STAGES
     workers: int = 0
     gate: bool = True  # a failed critical validation stops the run before any caption or gradient
+    model_name: str | None = None  # registered model name; default: the settings' registered_model_name
+    gates: tuple[str, ...] | None = None  # promotion gates ("METRIC>=VALUE"); default: the settings' gates
+    score_input: Path | None = None  # WFDB records to score at the end; default: the shipped real samples
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -62,7 +69,7 @@ def _paths(out: Path) -> dict[str, Path]:
     return {"synth": out / "synthetic", "prepare": out / "store", "validate": out / "validation",
             "kb": out / "kb", "caption": out / "captions.parquet",
             "caption_cache": out / "caption_cache.sqlite",
-            "pretrain": out / "pretrain", "evaluate": out / "evaluation"}
+            "pretrain": out / "pretrain", "evaluate": out / "evaluation", "score": out / "scores"}
 
 
 def run_local(config: RunConfig, *, progress: bool = True,
@@ -157,17 +164,93 @@ def run_local(config: RunConfig, *, progress: bool = True,
 
         checkpoint = state.get("checkpoint") or str(p["pretrain"] / "model.pt")
         r = evaluate(checkpoint, benchmark="synthetic", root_or_store=p["prepare"], task=config.task,
-                     modes=list(config.modes), out=p["evaluate"], progress=progress, seed=config.seed)
+                     modes=list(config.modes), out=p["evaluate"], progress=progress, seed=config.seed,
+                     kb_dir=p["kb"] if p["kb"].is_dir() else None)
         result.outputs["evaluation report"] = str(Path(r.out) / "report.md")
         result.outputs["evaluation metrics"] = str(Path(r.out) / "metrics.json")
         return {"metrics": r.headline(), "mlflow_run_id": r.mlflow_run_id}
 
+    def register_() -> dict[str, Any]:
+        from esi.registry import register_run
+
+        reg = register_run(p["pretrain"], evaluations=[p["evaluate"]] if p["evaluate"].is_dir() else [],
+                           name=model_name)
+        state["version"] = reg.version
+        result.outputs["registered model"] = reg.model_uri
+        result.outputs["model card"] = str(reg.card_path)
+        return {"version": reg.version, "created": reg.created, "digest": reg.digest}
+
+    def promote_() -> dict[str, Any]:
+        from esi.registry import promote
+
+        version = state.get("version")
+        pr = promote(model_name, version=version, alias=None if version else "candidate", to="champion",
+                     require=list(config.gates) if config.gates is not None else None)
+        if pr.passed:
+            result.outputs["champion"] = f"models:/{model_name}@champion"
+        failing = [g for g in pr.gates if not g["passed"]]
+        for g in failing:
+            log.warning("promotion gate %s %s %s failed: observed %s", g["metric"], g["op"], g["threshold"],
+                        g["observed"])
+        return {"version": pr.version, "promoted": pr.passed, "failing_gates": len(failing)}
+
+    def bento_() -> dict[str, Any]:
+        from esi.serving.build import build_bento, serve_command
+
+        uri = _served_uri(model_name, state)
+        tag = build_bento(uri)
+        state["bento"] = tag
+        result.outputs["bento"] = tag
+        result.outputs["serve it"] = serve_command(f"{tag.split(':')[0]}:latest")
+        return {"bento": tag, "model": uri}
+
+    def score_() -> dict[str, Any]:
+        from esi.serving.score import score
+
+        source = config.score_input or SAMPLE_RECORDS
+        if not Path(source).is_dir():
+            raise ConfigError(f"no records to score at {source}; pass RunConfig.score_input (esi run "
+                              "--score-input DIR) or drop the score stage")
+        s = score(source, p["score"], model=_served_uri(model_name, state), source="wfdb", progress=progress)
+        result.outputs["scores of the real sample records"] = str(p["score"])
+        return {"records": s.records, "rejected": s.rejects, "reject_reasons": s.reject_reasons,
+                "model_version": s.model_version, "drift": s.drift, "seconds": round(float(s.seconds), 1)}
+
+    model_name = config.model_name or _settings_model_name()
     for name, fn in (("synth", synth), ("prepare", prepare_), ("validate", validate), ("kb", kb),
-                     ("caption", caption), ("pretrain", pretrain_), ("evaluate", evaluate_)):
+                     ("caption", caption), ("pretrain", pretrain_), ("evaluate", evaluate_),
+                     ("register", register_), ("promote", promote_), ("bento", bento_), ("score", score_)):
         stage(name, fn)
     result.outputs["run record"] = str(out / "run.json")
     atomic_write_json(out / "run.json", asdict(result))
     return result
+
+
+def _settings_model_name() -> str:
+    from esi.settings import get_settings
+
+    return get_settings().registered_model_name
+
+
+def _served_uri(name: str, state: dict[str, Any]) -> str:
+    """The champion when there is one; otherwise the version this run registered (a refused promotion still
+    gets a bento and scores, labelled with that version, so the user can look at what failed the gates)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from esi.settings import get_settings
+
+    client = MlflowClient(tracking_uri=get_settings().tracking_uri)
+    try:
+        client.get_model_version_by_alias(name, "champion")
+        return f"models:/{name}@champion"
+    except MlflowException as exc:
+        # No such model (RESOURCE_DOES_NOT_EXIST) or no such alias (INVALID_PARAMETER_VALUE "... not found").
+        if "not found" not in str(exc).lower():
+            raise
+    if state.get("version"):
+        return f"models:/{name}/{state['version']}"
+    return f"models:/{name}@candidate"
 
 
 def _plain(obj: Any) -> dict[str, Any]:

@@ -43,6 +43,16 @@ def tag_version(version: Any) -> str:
     return text[:60]
 
 
+def version_label(registered_name: str | None, version: Any) -> str:
+    """The bento/model tag version: the registry version for the default registered model ('3'); another
+    registered name goes into it ('esi-ptbxl-3'), so version 3 of two registered models never share a tag."""
+    from esi.settings import get_settings
+
+    if not registered_name or registered_name == get_settings().registered_model_name:
+        return str(version)
+    return f"{registered_name}-{version}"
+
+
 def import_model(model: Any, preprocess: dict[str, Any], name: str = "esi") -> tuple[str, bool]:
     """Put a loaded EsiModel into the BentoML store as ``name:<registry version>``; returns (tag, created).
 
@@ -57,7 +67,7 @@ def import_model(model: Any, preprocess: dict[str, Any], name: str = "esi") -> t
     bentoml_home()
     info = dict(getattr(model, "registry_info", None) or {})
     version = info.get("version") or f"ckpt-{str(info.get('digest') or 'nodigest')[:12]}"  # a bare checkpoint
-    tag = f"{name}:{tag_version(version)}"
+    tag = f"{name}:{tag_version(version_label(info.get('name'), version))}"
     info["version"] = str(version)
     existing = stored_model(tag)
     if existing is not None:

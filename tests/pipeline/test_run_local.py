@@ -18,7 +18,7 @@ from esi.pipeline.local import STAGES, RunConfig, parse_stages, run_local
 
 def test_parse_stages() -> None:
     assert parse_stages(None) == STAGES
-    assert parse_stages("caption-") == ("caption", "pretrain", "evaluate")
+    assert parse_stages("caption-") == ("caption", "pretrain", "evaluate", "register", "promote", "bento", "score")
     assert parse_stages("synth, prepare") == ("synth", "prepare")
     with pytest.raises(ConfigError, match="teleport"):
         RunConfig(out=Path("x"), stages=("teleport",))
@@ -27,21 +27,57 @@ def test_parse_stages() -> None:
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
     out = tmp_path_factory.mktemp("run")
-    cfg = RunConfig(out=out, subjects=30, records_per_subject=3, epochs=1, model="esi_test", batch_size=8)
+    # A gate the tiny model passes, so the run ends with a champion (the refusal path is tested below).
+    cfg = RunConfig(out=out, subjects=30, records_per_subject=3, epochs=1, model="esi_test", batch_size=8,
+                    model_name="esi-e2e", gates=("synthetic.superdiagnostic.zero_shot.macro_auc>=0.0",))
     return out, run_local(cfg, progress=False)
 
 
 def test_every_stage_writes_its_outputs(finished_run: tuple[Path, object]) -> None:
     out, result = finished_run
     assert set(result.seconds) == set(STAGES)
-    for where in result.outputs.values():
-        assert Path(where).exists(), where
+    not_paths = {"registered model", "champion", "bento", "serve it"}
+    for what, where in result.outputs.items():
+        if what not in not_paths:
+            assert Path(where).exists(), where
     record = json.loads((out / "run.json").read_text())
     assert record["notes"]["prepare"]["records"] == 90 and record["notes"]["prepare"]["rejected"] == 0
     assert record["notes"]["validate"]["passed"] is True
     assert record["notes"]["caption"]["records"] == 90
     assert (out / "pretrain" / "model.pt").is_file()
     assert any((out / "evaluation").rglob("*.json"))
+    # register -> promote -> bento -> score: the run ends with a served, scored champion.
+    assert record["notes"]["register"]["created"] is True and record["notes"]["register"]["version"] == 1
+    assert record["notes"]["promote"] == {"version": 1, "promoted": True, "failing_gates": 0}
+    assert result.outputs["champion"] == "models:/esi-e2e@champion"
+    assert record["notes"]["bento"] == {"bento": "esi:esi-e2e-1", "model": "models:/esi-e2e@champion"}
+    assert "bentoml serve" in result.outputs["serve it"]
+    scored = record["notes"]["score"]
+    assert scored["model_version"] == "1" and scored["records"] > 0
+    assert scored["records"] + scored["rejected"] >= 20  # the shipped real records, each scored or rejected
+    import pandas as pd
+
+    frame = pd.concat([pd.read_parquet(f) for f in sorted((out / "scores" / "scores").glob("part-*.parquet"))])
+    assert len(frame) == scored["records"] and frame["record_id"].is_unique
+    assert any(c.startswith("score_") for c in frame.columns)
+
+
+def test_second_registration_is_the_same_version(finished_run: tuple[Path, object]) -> None:
+    out, _ = finished_run
+    cfg = RunConfig(out=out, subjects=30, records_per_subject=3, epochs=1, model="esi_test", batch_size=8,
+                    model_name="esi-e2e", stages=("register", "promote"),
+                    gates=("synthetic.superdiagnostic.zero_shot.macro_auc>=2.0",))  # cannot hold: AUC <= 1
+    again = run_local(cfg, progress=False)
+    assert again.notes["register"] == {"version": 1, "created": False,
+                                       "digest": again.notes["register"]["digest"]}
+    assert again.notes["promote"]["promoted"] is False and again.notes["promote"]["failing_gates"] == 1
+    # The refusal left the champion where it was.
+    from mlflow import MlflowClient
+
+    from esi.settings import get_settings
+
+    mv = MlflowClient(tracking_uri=get_settings().tracking_uri).get_model_version_by_alias("esi-e2e", "champion")
+    assert int(mv.version) == 1
 
 
 def test_second_run_resumes(finished_run: tuple[Path, object]) -> None:

@@ -266,4 +266,5 @@ def test_bento_holds_what_pyproject_says(bento: str, bentoml_home: Path) -> None
     assert (src / "esi" / "serving" / "service.py").is_file()
     assert (src / "esi" / "conditions" / "data" / "conditions.csv").is_file()
     assert not list(src.rglob("__pycache__")) and not (src / "tests").exists() and not (src / ".venv").exists()
-    assert bento == "esi:1"  # the tag is the registry version
+    # The tag is the registry version, prefixed with the registered name when it is not the default "esi".
+    assert bento == "esi:esi_serving_test-1"

@@ -1,0 +1,79 @@
+"""The glue the components call (esi/pipeline/kfp_steps.py): planning, paths, metrics, reports."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from esi.errors import ConfigError
+from esi.pipeline import kfp_steps as ks
+
+
+def test_init_step_sets_the_environment_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("ESI_HOME", str(tmp_path / "home"))
+    uri = f"sqlite:///{tmp_path / 'never-created.db'}"
+    p = ks.init_step(tmp_path / "run", mlflow_tracking_uri=uri, llm="openai",
+                     llm_base_url="http://127.0.0.1:9/v1")
+    from esi.settings import get_settings
+
+    s = get_settings()
+    assert (s.llm, s.openai_base_url, s.tracking_uri) == ("openai", "http://127.0.0.1:9/v1", uri)
+    assert p["prepare"] == tmp_path / "run" / "store" and p["score"] == tmp_path / "run" / "scores"
+    assert os.environ["ESI_HOME"] == str(tmp_path / "home")  # an explicit ESI_HOME wins over WORK_ROOT/home
+    for var in ("ESI_LLM", "OPENAI_BASE_URL", "MLFLOW_TRACKING_URI"):  # init_step wrote them: undo for other tests
+        monkeypatch.delenv(var)
+    get_settings.cache_clear()
+    with pytest.raises(ConfigError, match="work_root is empty"):
+        ks.init_step("")
+
+
+def test_plan_generates_and_splits_into_shards(tmp_path: Path) -> None:
+    plan = ks.plan_prepare("synthetic", "", tmp_path, shard_size=3, subjects=4, records_per_subject=2, progress=False)
+    assert plan["records"] == 8 and plan["reader"] == "ptbxl"
+    assert plan["shards"] == ["0/3", "1/3", "2/3"]
+    assert [ks.parse_shard(s) for s in plan["shards"]] == [(0, 3), (1, 3), (2, 3)]
+    with pytest.raises(ConfigError, match="source_root"):
+        ks.plan_prepare("wfdb", "", tmp_path, shard_size=3)
+    with pytest.raises(ConfigError, match="0 <= i < n"):
+        ks.parse_shard("3/3")
+
+
+def test_scoring_shards_and_merge(tmp_path: Path) -> None:
+    assert ks.score_shards(3) == [1, 2, 3]
+    with pytest.raises(ConfigError):
+        ks.score_shards(0)
+    folders = []
+    for i, n in ((1, 2), (2, 2)):
+        d = ks.shard_out(tmp_path, i, n, "run-7")
+        d.mkdir(parents=True)
+        (d / "summary.json").write_text(json.dumps({"records": 3 * i, "rejects": i - 1, "model": "models:/esi/1",
+                                                    "seconds": 10.0 * i, "parts_total": 2, "records_this_run": 3 * i,
+                                                    "batch_size": 64}))
+        folders.append(str(d))
+    total = ks.merge_scores(folders, tmp_path / "run-7")
+    assert (total["records"], total["rejects"], total["parts_total"]) == (9, 1, 2) and len(total["shards"]) == 2
+    assert total["seconds"] == 20.0 and total["records_per_s"] == 0.45  # parallel shards: the slowest one
+    assert "batch_size" not in total and total["model"] == "models:/esi/1"
+    assert json.loads((tmp_path / "run-7" / "summary-all.json").read_text())["records"] == 9
+
+
+def test_metrics_gates_and_sample_records() -> None:
+    assert ks.scalar_metrics({"a": 0.5, "n": 3, "flag": True, "nan": float("nan"), "s": "x"}) == {"a": 0.5, "n": 3.0}
+    assert ks.parse_gates("") is None
+    assert ks.parse_gates("a>=0.5, b<=2") == ["a>=0.5", "b<=2"]
+    assert (ks.score_input("") / "ptbxl").is_dir()
+    with pytest.raises(ConfigError, match="does not exist"):
+        ks.score_input("/nonexistent/records")
+
+
+def test_markdown_report_becomes_self_contained_html(tmp_path: Path) -> None:
+    (tmp_path / "roc.png").write_bytes(b"\x89PNG fake")
+    md = "# Report\n\n| mode | AUROC |\n| --- | --- |\n| zero-shot | **0.81** |\n\n- note `x<y`\n\n![roc](roc.png)\n"
+    html = ks.markdown_to_html(md, title="t", base=tmp_path)
+    assert "<h1>Report</h1>" in html and "<td><b>0.81</b></td>" in html and "<th>AUROC</th>" in html
+    assert "<code>x&lt;y</code>" in html and "data:image/png;base64," in html
+    assert "---" not in html
