@@ -149,7 +149,11 @@ def test_checkpoint_and_mlflow_run_references(model, labelled_store: Path, tmp_p
         == direct.metrics["modes"]["zero_shot"]["macro_auc"]
     )
     mlflow.set_tracking_uri(get_settings().tracking_uri)
-    with mlflow.start_run() as run:
+    from esi.registry.tracking import ensure_experiment
+
+    # An experiment with its artifacts under ESI_HOME (the Default experiment would write ./mlruns).
+    experiment = ensure_experiment(mlflow.MlflowClient(), "esi-eval-test")
+    with mlflow.start_run(experiment_id=experiment) as run:
         mlflow.log_artifact(str(ckpt), artifact_path="checkpoint")
     loaded, info = resolve_model(f"runs:/{run.info.run_id}/checkpoint")
     assert info["kind"] == "mlflow"
