@@ -52,3 +52,12 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def real_dir() -> Path:
     """Folder of the real sample records (tests/fixtures/real)."""
     return REAL
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings() -> None:
+    """Settings are re-read after each test: a test that changed the environment leaves no cached values."""
+    yield
+    from esi.settings import get_settings
+
+    get_settings.cache_clear()

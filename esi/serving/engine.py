@@ -8,7 +8,6 @@ batch scorer both call it, so served and batch-scored results are the same compu
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 from collections import OrderedDict
@@ -19,6 +18,7 @@ import numpy as np
 
 from esi.data.preprocess import PreprocessConfig
 from esi.errors import RequestError, ServingError
+from esi.registry.pyfunc import sha256_file as file_digest  # one file hash for registry and serving
 from esi.serving.inputs import RequestLimits, check_ecg, check_top_k, preprocess_batch
 from esi.serving.labels import LabelSet, default_labels
 
@@ -34,13 +34,6 @@ def auto_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def file_digest(path: str | Path) -> str:
-    """sha256 of a file (hex)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_model_uri(uri: str, *, tracking_uri: str | None = None) -> Any:

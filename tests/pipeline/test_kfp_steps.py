@@ -13,20 +13,27 @@ from esi.pipeline import kfp_steps as ks
 
 
 def test_init_step_sets_the_environment_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    written = ("MLFLOW_TRACKING_URI", "ESI_LLM", "OPENAI_BASE_URL")
+    before = {var: os.environ.get(var) for var in written}
     monkeypatch.setenv("ESI_HOME", str(tmp_path / "home"))
     uri = f"sqlite:///{tmp_path / 'never-created.db'}"
-    p = ks.init_step(tmp_path / "run", mlflow_tracking_uri=uri, llm="openai",
-                     llm_base_url="http://127.0.0.1:9/v1")
-    from esi.settings import get_settings
+    try:
+        p = ks.init_step(tmp_path / "run", mlflow_tracking_uri=uri, llm="openai",
+                         llm_base_url="http://127.0.0.1:9/v1")
+        from esi.settings import get_settings
 
-    s = get_settings()
-    assert (s.llm, s.openai_base_url, s.tracking_uri) == ("openai", "http://127.0.0.1:9/v1", uri)
-    assert p["prepare"] == tmp_path / "run" / "store" and p["score"] == tmp_path / "run" / "scores"
-    assert os.environ["ESI_HOME"] == str(tmp_path / "home")  # an explicit ESI_HOME wins over WORK_ROOT/home
-    for var in ("ESI_LLM", "OPENAI_BASE_URL", "MLFLOW_TRACKING_URI"):  # init_step wrote them: undo for other tests
-        monkeypatch.delenv(var)
-    get_settings.cache_clear()
+        s = get_settings()
+        assert (s.llm, s.openai_base_url, s.tracking_uri) == ("openai", "http://127.0.0.1:9/v1", uri)
+        assert p["prepare"] == tmp_path / "run" / "store" and p["score"] == tmp_path / "run" / "scores"
+        assert os.environ["ESI_HOME"] == str(tmp_path / "home")  # an explicit ESI_HOME wins over WORK_ROOT/home
+    finally:
+        # init_step writes the process environment (its job in a pipeline step); leave none of it to later tests.
+        # (monkeypatch.delenv cannot: it records nothing for a variable that was absent.)
+        for var, value in before.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
     with pytest.raises(ConfigError, match="work_root is empty"):
         ks.init_step("")
 
