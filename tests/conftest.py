@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -56,8 +57,23 @@ def real_dir() -> Path:
 
 @pytest.fixture(autouse=True)
 def _fresh_settings() -> None:
-    """Settings are re-read after each test: a test that changed the environment leaves no cached values."""
+    """Settings are re-read after each test, and the MLflow tracking URI a test pointed elsewhere is put back:
+    mlflow.set_tracking_uri also writes MLFLOW_TRACKING_URI, which the settings read (a test that talked to its
+    own, since stopped, mlflow server would otherwise send every later test there)."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
     yield
     from esi.settings import get_settings
 
+    if os.environ.get("MLFLOW_TRACKING_URI") != before:
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before
+        get_settings.cache_clear()
+        if "mlflow" in sys.modules:
+            import mlflow
+
+            mlflow.set_tracking_uri(before or get_settings().tracking_uri)
+            if before is None:
+                os.environ.pop("MLFLOW_TRACKING_URI", None)
     get_settings.cache_clear()
