@@ -112,14 +112,14 @@ def load_model(uri: str | Path, *, tracking_uri: str | None = None) -> Any:
         if art is None:
             model, source = _legacy(root, mv, where)
         else:
-            expected = tags.get("weights_sha256") or _info_file(art).get("weights_sha256")
+            saved = _info_file(art)  # read once: the weights hash fallback and the pretraining metadata
+            expected = tags.get("weights_sha256") or saved.get("weights_sha256")
             if not expected:
                 raise RegistryError(f"{where}: no weights_sha256 tag or esi_model.json: cannot verify its weights; "
                                     "re-register the run with 'esi register'")
             model = build_model(art / WEIGHTS, art / CONFIG, art / TEXT, weights_sha256=expected,
                                 digest=tags.get("checkpoint_digest"), where=where)
             source = None
-            saved = _info_file(art)
     model.registry_info = _info(mv, ref.alias, source, text)
     model.checkpoint_extra = {"registry": model.registry_info}
     if art is not None:
@@ -131,10 +131,14 @@ def load_model(uri: str | Path, *, tracking_uri: str | None = None) -> Any:
 
 
 def _info_file(art: Path) -> dict[str, Any]:
-    try:
-        return json.loads((art / INFO).read_text())
-    except (OSError, json.JSONDecodeError):
+    """esi_model.json of a model folder ({} when absent); a damaged one is an error, never silently empty."""
+    path = art / INFO
+    if not path.is_file():
         return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RegistryError(f"{path} is unreadable ({exc}); re-register the run with 'esi register'") from exc
 
 
 def _load_path(path: Path) -> Any:
