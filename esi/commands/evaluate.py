@@ -16,8 +16,12 @@ def evaluate_cmd(
         help="checkpoint file/folder, MLflow URI (models:/esi@champion, "
         "runs:/ID/path) or a model config name (random init)",
     ),
-    benchmark: str = typer.Option("ptbxl", help="ptbxl | icbeb | synthetic | custom"),
-    root: Path = typer.Option(..., help="a store, or a dataset folder (prepared into a cached store)"),
+    benchmark: str = typer.Option(
+        "ptbxl", help="ptbxl | icbeb | synthetic | custom | real (the shipped real-ECG benchmark's evaluation part)"
+    ),
+    root: Path = typer.Option(
+        None, help="a store, or a dataset folder (prepared into a cached store); real: default the shipped records"
+    ),
     task: str = typer.Option(
         None,
         help="PTB-XL: all | diagnostic | subdiagnostic | superdiagnostic | form | "
@@ -71,6 +75,18 @@ def evaluate_cmd(
         raise ConfigError("--scratch-lrs needs at least one learning rate")
     if not seed_list:
         raise ConfigError("--seeds needs at least one seed")
+    if benchmark == "real":
+        from esi.evaluation.real_eval import evaluate_real
+
+        real_modes = [m for m in ("zero-shot", "linear-probe", "baselines") if m in modes or modes == "all"]
+        result = evaluate_real(model, root, out, modes=real_modes or ("zero-shot", "linear-probe", "baselines"),
+                               prompt_scheme=prompts, kb_dir=kb_dir, n_bootstrap=bootstrap, batch_size=batch_size,
+                               allow_contaminated=allow_contaminated, progress=not quiet, use_cache=not no_cache,
+                               seed=seed, log_mlflow=not no_mlflow)
+        _print(result)
+        return
+    if root is None:
+        raise ConfigError("--root is required for this benchmark: a store, or a dataset folder to prepare")
     result = evaluate(
         model,
         benchmark,
@@ -95,6 +111,10 @@ def evaluate_cmd(
         use_cache=not no_cache,
         seed=seed,
     )
+    _print(result)
+
+
+def _print(result) -> None:  # noqa: ANN001 - an EvaluationResult
     typer.echo(result.table)
     typer.echo(f"report: {result.out}")
     for f in result.files:

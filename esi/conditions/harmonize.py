@@ -7,7 +7,12 @@ Label systems:
   is a condition id maps to itself; codes the Challenge scores as equivalent are in ``data/snomed_map.csv``.
 - ``icbeb``: the 9 CPSC 2018 classes, by name or by number 1..9 (``data/icbeb_map.csv``).
 - ``mimic``: MIMIC-IV-ECG machine-report statements, mapped by the rules of :mod:`esi.conditions.mimic_rules`.
+- ``text``: free-text diagnosis statements of a header (LUDB's ``#<diagnoses>:`` block), mapped by
+  :func:`esi.conditions.text_labels.map_text_label`.
 - ``none``: no labels.
+
+A ``snomed`` label that is not a code (``AF``, ``I-AVB``, ``Normal``: text labels of the first CPSC 2018
+release) is mapped as a text label too, so such records keep their conditions.
 
 An unknown code or statement never raises: it goes to ``Harmonized.unmapped`` (logged at debug level and
 counted in :func:`unmapped_counts`), so one odd label never drops a record.
@@ -25,12 +30,13 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from esi.conditions.text_labels import is_code, map_text_label
 from esi.conditions.vocabulary import DATA_DIR, load_vocabulary
 from esi.errors import ConfigError, VocabularyError
 
 log = logging.getLogger(__name__)
 
-LABEL_SYSTEMS = ("scp", "snomed", "icbeb", "mimic", "none")
+LABEL_SYSTEMS = ("scp", "snomed", "icbeb", "mimic", "text", "none")
 # machine_measurements.csv statements are joined with this separator by esi.data.readers.mimic
 MIMIC_SEPARATOR = "; "
 
@@ -53,7 +59,7 @@ class Harmonized:
             self.conditions[condition_id] = certainty
 
 
-def _read_map(path: Path, key_column: str, *, fold_case: bool = False) -> dict[str, tuple[str, ...]]:
+def read_map(path: Path, key_column: str, *, fold_case: bool = False) -> dict[str, tuple[str, ...]]:
     """Read a mapping CSV (key, condition_ids joined by '|', note); check every id against the vocabulary."""
     vocab = load_vocabulary()
     if not path.exists():
@@ -80,7 +86,7 @@ def _read_map(path: Path, key_column: str, *, fold_case: bool = False) -> dict[s
 @lru_cache(maxsize=1)
 def scp_table() -> dict[str, tuple[str, ...]]:
     """PTB-XL SCP code -> condition ids."""
-    return _read_map(DATA_DIR / "scp_map.csv", "scp_code")
+    return read_map(DATA_DIR / "scp_map.csv", "scp_code")
 
 
 @lru_cache(maxsize=1)
@@ -88,14 +94,14 @@ def snomed_table() -> dict[str, tuple[str, ...]]:
     """SNOMED CT code -> condition ids (vocabulary ids and their SNOMED field, plus Challenge equivalents)."""
     table = {c.snomed: (c.condition_id,) for c in load_vocabulary() if c.snomed}
     table.update({c.condition_id: (c.condition_id,) for c in load_vocabulary()})
-    table.update(_read_map(DATA_DIR / "snomed_map.csv", "snomed_code"))
+    table.update(read_map(DATA_DIR / "snomed_map.csv", "snomed_code"))
     return table
 
 
 @lru_cache(maxsize=1)
 def icbeb_table() -> dict[str, tuple[str, ...]]:
     """ICBEB/CPSC 2018 class name or number (case-folded) -> condition ids."""
-    return _read_map(DATA_DIR / "icbeb_map.csv", "label", fold_case=True)
+    return read_map(DATA_DIR / "icbeb_map.csv", "label", fold_case=True)
 
 
 def _scp_certainty(likelihood: object) -> float:
@@ -148,7 +154,9 @@ def _harmonize_codes(system: str, labels: Mapping[str, float], out: Harmonized) 
         table = snomed_table()
         for code in labels:
             ids = table.get(str(code).strip())
-            if ids is None:
+            if ids is None and not is_code(code):
+                ids = tuple(map_text_label(str(code)))  # a text label where a code belongs
+            if not ids:
                 _note_unmapped(system, str(code), out)
                 continue
             for cid in ids:
@@ -195,6 +203,14 @@ def harmonize(label_system: str, labels: Mapping[str, float] | None, report: str
     out = Harmonized()
     labels = labels or {}
     if system == "none":
+        return out
+    if system == "text":
+        for statement in labels:
+            mapped = map_text_label(str(statement))
+            if not mapped:
+                _note_unmapped(system, str(statement), out)
+            for cid, certainty in mapped.items():
+                out.add(cid, certainty)
         return out
     if system == "mimic":
         statements = [str(s) for s in labels] if labels else split_report(report)

@@ -104,7 +104,7 @@ class EcgRecord:
     age: float | None = None
     sex: str | None = None
     labels: dict[str, float] = field(default_factory=dict)  # raw labels -> likelihood/certainty (0-100 or 1)
-    label_system: str = "none"  # scp | snomed | icbeb | mimic | none: how to read ``labels``
+    label_system: str = "none"  # scp | snomed | icbeb | mimic | text | none: how to read ``labels``
     report: str | None = None
     fold: int | None = None
     path: str | None = None

@@ -135,6 +135,8 @@ def random_init_like(model: Any, seed: int = 0) -> Any:
 def _source_for(benchmark: str, root: Path) -> str:
     if benchmark in ("ptbxl", "synthetic"):
         return "ptbxl"
+    if benchmark == "real":
+        return "wfdb"  # tests/fixtures/real_benchmark: WFDB folders with #Dx codes or LUDB statements
     if benchmark == "icbeb":
         return "icbeb" if next(iter(root.rglob("REFERENCE.csv")), None) else "challenge"
     raise EvaluationError(

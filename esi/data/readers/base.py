@@ -49,13 +49,34 @@ def require_dir(root: str | Path, what: str) -> Path:
     return path
 
 
+_COMMENT_RE = re.compile(r"\s*#?\s*<?([A-Za-z][A-Za-z _/-]*?)>?\s*:\s*(.*)$")
+# A comment key with an empty value that opens a block of free-text statements, one per line (LUDB).
+_STATEMENT_BLOCKS = ("diagnoses",)
+
+
 def parse_comments(comments: list[str]) -> dict[str, str]:
-    """Header comments such as '#Age: 74', '# Patient ID: 48705', '# sex: female' -> lower-case keys."""
+    """Header comments such as '#Age: 74', '# Patient ID: 48705', '#<sex>: F' -> lower-case keys.
+
+    LUDB writes '#<diagnoses>:' followed by one statement per comment line; those lines are kept whole,
+    joined by newlines, under 'diagnoses' (their own 'Rhythm: ...' colons are part of the statement).
+    """
     out: dict[str, str] = {}
+    statements: list[str] | None = None
     for line in comments:
-        match = re.match(r"\s*#?\s*([A-Za-z][A-Za-z _/-]*?)\s*:\s*(.*)$", line)
+        if statements is not None:
+            text = line.strip().lstrip("#").strip()
+            if text:
+                statements.append(text)
+            continue
+        match = _COMMENT_RE.match(line)
         if match:
-            out[match.group(1).strip().lower()] = match.group(2).strip()
+            key, value = match.group(1).strip().lower(), match.group(2).strip()
+            if key in _STATEMENT_BLOCKS and not value:
+                statements = []
+                continue
+            out[key] = value
+    if statements:
+        out["diagnoses"] = "\n".join(statements)
     return out
 
 

@@ -1,6 +1,7 @@
 """Any folder of WFDB records (a hospital export, PTB, CODE-15 in Challenge 2025 form).
 
-Header comments give what metadata exists: 'Age', 'Sex', 'Patient ID' (CODE-15), 'Dx' (SNOMED CT), and any
+Header comments give what metadata exists: 'Age', 'Sex', 'Patient ID' (CODE-15), 'Dx' (SNOMED CT codes, or
+text labels such as 'AF'), '<diagnoses>' (LUDB: free-text statements, label system 'text'), and any
 other 'key: value' pair is kept as a raw label when it looks like one (e.g. 'Chagas label: True').
 """
 
@@ -20,6 +21,8 @@ _TRUE = {"true", "1", "yes", "positive"}
 def _labels_from_comments(info: dict[str, str]) -> tuple[dict[str, float], str]:
     if info.get("dx"):
         return parse_dx(info["dx"]), "snomed"
+    if info.get("diagnoses"):  # free-text statements (LUDB), harmonised with label system 'text'
+        return dict.fromkeys(info["diagnoses"].split("\n"), 1.0), "text"
     labels = {}
     for key, value in info.items():
         if key.endswith(" label"):

@@ -1,0 +1,138 @@
+"""The real-ECG benchmark: a fixed split of the shipped records, and its evaluation (zero-shot + CV probe)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from esi.conditions.harmonize import harmonize
+from esi.data.real_split import HEADLINE, REAL_ROOT, SPLIT_FILE, load_split, make_split, part_mask, record_key
+from esi.data.readers import list_refs
+from esi.errors import DataError
+from esi.evaluation.metrics import binary_auc
+
+
+@pytest.fixture(scope="module")
+def header_conditions() -> dict[str, set[str]]:
+    """Record key -> harmonised conditions, read from the headers alone (no signals)."""
+    refs = list_refs("wfdb", REAL_ROOT)
+    assert not [r for r in refs if r.error]
+    return {record_key(r.record_id): set(harmonize(r.meta["label_system"], r.meta["labels"]).conditions)
+            for r in refs}
+
+
+def test_every_shipped_record_is_in_the_split_once(header_conditions: dict[str, set[str]]) -> None:
+    split = load_split()
+    assert set(split) == set(header_conditions)
+    with SPLIT_FILE.open() as fh:
+        keys = [row["record"] for row in csv.DictReader(fh)]
+    assert len(keys) == len(set(keys))
+
+
+def test_split_file_is_what_the_documented_rule_gives(header_conditions: dict[str, set[str]]) -> None:
+    # Re-deriving the split from the headers must reproduce the committed file: a changed rule, a changed
+    # harmonisation of a headline condition or an edited file all fail here.
+    assert make_split(header_conditions) == load_split()
+
+
+def test_each_headline_condition_has_evaluation_positives(header_conditions: dict[str, set[str]]) -> None:
+    split = load_split()
+    for cid, name in HEADLINE.items():
+        parts = [split[k] for k, conds in header_conditions.items() if cid in conds]
+        assert parts.count("eval") >= 3, (name, parts.count("eval"))
+        assert parts.count("eval") >= parts.count("pretrain"), name
+
+
+def test_part_mask_matches_store_ids_and_keys() -> None:
+    split = {"ludb/1": "eval", "ludb/2": "pretrain"}
+    ids = ["real_benchmark/ludb/1", "elsewhere/ludb/2", "ludb/1", "x/unknown"]
+    assert part_mask(ids, "eval", split).tolist() == [True, False, True, False]
+    assert part_mask(ids, "pretrain", split).tolist() == [False, True, False, False]
+
+
+def test_a_malformed_split_file_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "split.csv"
+    bad.write_text("record,part\nludb/1,train\n")
+    with pytest.raises(DataError, match="must be one of pretrain, eval"):
+        load_split(bad)
+    bad.write_text("record,part\nludb/1,eval\nludb/1,pretrain\n")
+    with pytest.raises(DataError, match="listed twice"):
+        load_split(bad)
+
+
+def test_cross_validated_probe_scores_each_fold_with_a_probe_that_never_saw_it() -> None:
+    from esi.evaluation.real_eval import cross_validated_probe
+
+    rng = np.random.default_rng(0)
+    n, d = 200, 150
+    folds = np.arange(n) % 5 + 1
+    # Pure noise with more features than records: a probe scored on its own training records separates
+    # them perfectly, one scored out of fold is at chance.
+    x = rng.normal(size=(n, d))
+    y = (rng.random((n, 1)) < 0.3).astype(np.int64)
+    oof = cross_validated_probe(x, y, folds)
+    assert abs(binary_auc(y[:, 0], oof[:, 0]) - 0.5) < 0.15
+    # A separable signal is found out of fold.
+    x[:, :5] += 3.0 * y[:, :1]
+    oof = cross_validated_probe(x, y, folds)
+    assert binary_auc(y[:, 0], oof[:, 0]) > 0.9
+
+
+@pytest.fixture(scope="module")
+def real_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from esi.data.prepare import prepare
+
+    out = tmp_path_factory.mktemp("real") / "store"
+    prepare("wfdb", REAL_ROOT, out, progress=False, workers=0)
+    return out
+
+
+def test_real_benchmark_holds_only_the_evaluation_part(real_store: Path) -> None:
+    from esi.data.store import EcgStore
+    from esi.evaluation.real import real_benchmark
+
+    store = EcgStore(real_store)
+    bench = real_benchmark(store)
+    ids = store.manifest["record_id"].astype(str).to_numpy()[bench.indices]
+    split = load_split()
+    assert {split[record_key(i)] for i in ids} == {"eval"}
+    assert len(ids) == sum(p == "eval" for p in split.values())
+    assert bench.class_names[:4] == list(HEADLINE)
+    conds = store.manifest["conditions"].to_numpy()[bench.indices]
+    for j, cid in enumerate(bench.class_names[:4]):
+        truth = np.array([cid in json.loads(c or "{}") for c in conds])
+        assert (bench.y[:, j].astype(bool) == truth).all()
+    assert set(np.unique(bench.folds)) == {1, 2, 3, 4, 5}
+
+
+def test_evaluate_real_writes_the_report_and_checks_contamination(real_store: Path, tmp_path: Path) -> None:
+    from esi.evaluation.real_eval import evaluate_real
+    from esi.models import create_model
+
+    model = create_model("esi_test")
+    model.checkpoint_extra = {"provenance": {"record_ids": ["real_benchmark/ludb/9999"]}}
+    r = evaluate_real(model, real_store, tmp_path / "eval", modes=("zero-shot", "linear-probe"),
+                      n_bootstrap=20, progress=False, use_cache=False)
+    m = r.metrics["modes"]
+    assert set(m) == {"zero_shot", "linear_probe"}
+    assert m["zero_shot"]["headline_classes"] == list(HEADLINE)
+    assert m["zero_shot"]["positives"]["164889003"] >= 3
+    assert (tmp_path / "eval" / "report.md").read_text().count("| AF |") == 1
+    assert r.metrics["contamination"]["overlap"] == 0
+
+
+def test_evaluating_on_records_the_model_was_pretrained_on_is_refused(real_store: Path, tmp_path: Path) -> None:
+    from esi.evaluation.provenance import ContaminationError
+    from esi.evaluation.real_eval import evaluate_real
+    from esi.models import create_model
+
+    eval_key = next(k for k, p in load_split().items() if p == "eval")
+    model = create_model("esi_test")
+    model.checkpoint_extra = {"provenance": {"record_ids": [f"real_benchmark/{eval_key}"]}}
+    with pytest.raises(ContaminationError):
+        evaluate_real(model, real_store, tmp_path / "eval", modes=("zero-shot",), n_bootstrap=0, progress=False,
+                      use_cache=False)
