@@ -68,6 +68,14 @@ def _parse_overrides(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
+def _parse_mix(item: str) -> dict[str, str]:
+    """'STORE=CAPTIONS' -> {"store": STORE, "captions": CAPTIONS}."""
+    store, sep, captions = item.partition("=")
+    if not sep or not store or not captions:
+        raise typer.BadParameter(f"--mix {item!r}: expected STORE=CAPTIONS, e.g. --mix real=real_captions.parquet")
+    return {"store": store, "captions": captions}
+
+
 def _base_config(config: str, out: Path | None, resume: bool):
     """A PretrainConfig from --config: a pretrain JSON, a model JSON or a model name; on --resume without a
     pretrain JSON, the run's own RUN_DIR/config.json."""
@@ -97,6 +105,8 @@ def pretrain_cmd(
                                         "or a pretrain settings JSON (e.g. RUN_DIR/config.json)"),
         store: Path = typer.Option(None, help="store folder (esi data prepare)"),
         captions: Path = typer.Option(None, help="captions parquet (esi caption)"),
+        mix: list[str] = typer.Option(None, "--mix", help="STORE=CAPTIONS: another captioned store pretrained on "
+                                      "with --store (repeatable; real-benchmark evaluation records never are)"),
         out: Path = typer.Option(None, help="run directory (default ESI_HOME/runs/pretrain-<time>)"),
         epochs: int = typer.Option(None, min=1, help="epochs [30]"),
         batch_size: int = typer.Option(None, min=1, help="records per device and micro-batch [48]"),
@@ -148,7 +158,11 @@ def pretrain_cmd(
     if skip_missing_captions:
         changes["missing_captions"] = "skip"
     if no_augment:
-        changes["augment"] = {"amplitude_scale": 0.0, "noise_std": 0.0, "max_shift": 0, "crop": None}
+        from esi.train.config import AugmentConfig
+
+        changes["augment"] = AugmentConfig.disabled()
+    if mix:
+        changes["mix"] = [_parse_mix(item) for item in mix]
     if model_override:
         changes["model_overrides"] = {**base.model_overrides, **_parse_overrides(model_override)}
     changes["resume"] = resume

@@ -93,8 +93,23 @@ def load_split(path: str | Path | None = None) -> dict[str, str]:
     return parts
 
 
+def part_of(record_id: str, split: Mapping[str, str]) -> str | None:
+    """The part of a record id: the split entry equal to the id or to one of its path suffixes.
+
+    'real_benchmark/ludb/17', 'ludb/17' and 'mine/real_benchmark/ludb/17' all find 'ludb/17', whatever name
+    the prepared folder had.
+    """
+    text = str(record_id)
+    while True:
+        if text in split:
+            return split[text]
+        if "/" not in text:
+            return None
+        text = text.split("/", 1)[1]
+
+
 def part_mask(record_ids: Iterable[str], part: str, split: Mapping[str, str] | None = None) -> np.ndarray:
-    """Boolean mask of the record ids (store ids or keys) that the split puts in ``part``.
+    """Boolean mask of the record ids that the split puts in ``part`` (see :func:`part_of`).
 
     Records the split does not list are in neither part (they are never evaluated on, and never mixed into
     pretraining as benchmark records).
@@ -102,6 +117,4 @@ def part_mask(record_ids: Iterable[str], part: str, split: Mapping[str, str] | N
     if part not in PARTS:
         raise DataError(f"unknown part {part!r}; use one of {', '.join(PARTS)}")
     split = load_split() if split is None else split
-    return np.array([split.get(record_key(r), split.get(str(r))) == part for r in record_ids], dtype=bool)
-
-
+    return np.array([part_of(r, split) == part for r in record_ids], dtype=bool)

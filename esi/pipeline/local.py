@@ -47,6 +47,8 @@ class RunConfig:
     model_name: str | None = None  # registered model name; default: the settings' registered_model_name
     gates: tuple[str, ...] | None = None  # promotion gates ("METRIC>=VALUE"); default: the settings' gates
     score_input: Path | None = None  # WFDB records to score at the end; default: the shipped real samples
+    real_benchmark: bool = True  # prepare, caption and evaluate on the shipped real-ECG benchmark records
+    mix_real: bool = True  # pretrain on the real benchmark's pretraining part too (never on its evaluation part)
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -69,7 +71,9 @@ def _paths(out: Path) -> dict[str, Path]:
     return {"synth": out / "synthetic", "prepare": out / "store", "validate": out / "validation",
             "kb": out / "kb", "caption": out / "captions.parquet",
             "caption_cache": out / "caption_cache.sqlite",
-            "pretrain": out / "pretrain", "evaluate": out / "evaluation", "score": out / "scores"}
+            "pretrain": out / "pretrain", "evaluate": out / "evaluation", "score": out / "scores",
+            "real_store": out / "real_store", "real_captions": out / "real_captions.parquet",
+            "evaluate_real": out / "evaluation_real"}
 
 
 def run_local(config: RunConfig, *, progress: bool = True,
@@ -113,8 +117,14 @@ def run_local(config: RunConfig, *, progress: bool = True,
         if progress:
             render_summary(summarize_store(p["prepare"]))
         result.outputs["ECG store"] = str(p["prepare"])
-        return {"records": s.windows_written, "rejected": s.rejected,
-                "records_per_s": round(s.records_per_s, 1)}
+        notes = {"records": s.windows_written, "rejected": s.rejected, "records_per_s": round(s.records_per_s, 1)}
+        if config.real_benchmark:
+            from esi.data.real_split import REAL_ROOT
+
+            r = prepare("wfdb", REAL_ROOT, p["real_store"], workers=config.workers, progress=progress)
+            result.outputs["real-ECG benchmark store"] = str(p["real_store"])
+            notes["real_records"], notes["real_rejected"] = r.windows_written, r.rejected
+        return notes
 
     def validate() -> dict[str, Any]:
         from esi.validation import validate_store
@@ -142,7 +152,13 @@ def run_local(config: RunConfig, *, progress: bool = True,
         s = caption_store(p["prepare"], p["caption"], kb_dir=p["kb"], cache_path=p["caption_cache"],
                           progress=progress)
         result.outputs["captions"] = str(p["caption"])
-        return _plain(s)
+        notes = _plain(s)
+        if config.real_benchmark and p["real_store"].is_dir():
+            r = caption_store(p["real_store"], p["real_captions"], kb_dir=p["kb"], cache_path=p["caption_cache"],
+                              progress=progress)
+            result.outputs["real-ECG captions"] = str(p["real_captions"])
+            notes["real"] = _plain(r)
+        return notes
 
     def pretrain_() -> dict[str, Any]:
         from esi.train.config import PretrainConfig
@@ -152,7 +168,8 @@ def run_local(config: RunConfig, *, progress: bool = True,
                              out=str(p["pretrain"]), epochs=config.epochs, batch_size=config.batch_size,
                              warmup_epochs=min(1, config.epochs), decay_every=max(1, config.epochs),
                              lr=5e-4, seed=config.seed, resume=True,
-                             folds=list(range(1, 9)))  # folds 9-10 stay unseen for evaluation
+                             folds=list(range(1, 9)),  # folds 9-10 stay unseen for evaluation
+                             mix=_real_mix(config, p))
         r = pretrain(cfg, progress=progress)
         state["checkpoint"] = str(r.final_checkpoint)
         result.outputs["pretrained model"] = str(r.final_checkpoint)
@@ -168,13 +185,21 @@ def run_local(config: RunConfig, *, progress: bool = True,
                      kb_dir=p["kb"] if p["kb"].is_dir() else None)
         result.outputs["evaluation report"] = str(Path(r.out) / "report.md")
         result.outputs["evaluation metrics"] = str(Path(r.out) / "metrics.json")
-        return {"metrics": r.headline(), "mlflow_run_id": r.mlflow_run_id}
+        notes = {"metrics": r.headline(), "mlflow_run_id": r.mlflow_run_id}
+        if config.real_benchmark and p["real_store"].is_dir():
+            from esi.evaluation.real_eval import evaluate_real
+
+            real = evaluate_real(checkpoint, p["real_store"], p["evaluate_real"], progress=progress,
+                                 kb_dir=p["kb"] if p["kb"].is_dir() else None, seed=config.seed)
+            result.outputs["real-ECG evaluation report"] = str(Path(real.out) / "report.md")
+            notes["real"] = real.headline()
+        return notes
 
     def register_() -> dict[str, Any]:
         from esi.registry import register_run
 
-        reg = register_run(p["pretrain"], evaluations=[p["evaluate"]] if p["evaluate"].is_dir() else [],
-                           name=model_name)
+        evaluations = [e for e in (p["evaluate"], p["evaluate_real"]) if (e / "metrics.json").is_file()]
+        reg = register_run(p["pretrain"], evaluations=evaluations, name=model_name)
         state["version"] = reg.version
         result.outputs["registered model"] = reg.model_uri
         result.outputs["model card"] = str(reg.card_path)
@@ -224,6 +249,13 @@ def run_local(config: RunConfig, *, progress: bool = True,
     result.outputs["run record"] = str(out / "run.json")
     atomic_write_json(out / "run.json", asdict(result))
     return result
+
+
+def _real_mix(config: RunConfig, p: dict[str, Path]) -> list[dict[str, str]]:
+    """The real benchmark's captioned store as a pretraining mix entry (its evaluation part is left out)."""
+    if not (config.real_benchmark and config.mix_real and p["real_captions"].is_file()):
+        return []
+    return [{"store": str(p["real_store"]), "captions": str(p["real_captions"])}]
 
 
 def _settings_model_name() -> str:

@@ -16,7 +16,7 @@ MISSING_CAPTIONS = ("error", "skip")
 # Fields that must not change when a run is resumed: they fix the model, the data order or the schedule.
 RESUME_LOCKED = ("model", "model_overrides", "store", "captions", "batch_size", "grad_accum", "seed",
                  "shuffle_pairs", "warmup_epochs", "decay_every", "decay_factor", "lr", "weight_decay",
-                 "limit", "folds", "augment", "text_max_length", "missing_captions", "length_buckets")
+                 "limit", "folds", "augment", "text_max_length", "missing_captions", "length_buckets", "mix")
 
 
 @dataclass
@@ -24,13 +24,28 @@ class AugmentConfig:
     """Signal augmentations, drawn per record from a generator keyed by (seed, epoch, position).
 
     Keying the draws on the position (not on a worker's RNG) keeps them identical across worker counts and
-    across an interrupted-then-resumed run.
+    across an interrupted-then-resumed run. Amplitudes are in mV (store signals are mV); frequencies follow
+    the store's sampling rate. The noise terms imitate what real recordings carry and the synthetic
+    generator's records lack (respiration baseline wander, mains interference, muscle artefact, a lead
+    that is off).
     """
 
     amplitude_scale: float = 0.1  # multiply the record by U(1 - a, 1 + a); 0 disables
     noise_std: float = 0.01  # additive Gaussian noise in mV; 0 disables
     max_shift: int = 0  # random time shift of up to +/- this many samples, zero-filled; 0 disables
     crop: int | None = None  # random crop to this many samples (shorter model input); None disables
+    lead_scale: float = 0.0  # each lead further scaled by U(1 - s, 1 + s) (electrode placement); 0 disables
+    baseline_wander: float = 0.0  # peak mV of a 0.05-0.5 Hz sinusoid (random per lead phase); 0 disables
+    powerline: float = 0.0  # peak mV of 50 or 60 Hz mains interference (one of the two per record); 0 disables
+    emg: float = 0.0  # std (mV) of band-limited (20-150 Hz) muscle noise in random bursts; 0 disables
+    lead_dropout: float = 0.0  # probability that each lead is zeroed (never all twelve); 0 disables
+    probability: float = 1.0  # share of records the noise terms (wander, powerline, emg, dropout) apply to
+
+    @classmethod
+    def disabled(cls) -> AugmentConfig:
+        """Every augmentation off (``esi pretrain --no-augment``)."""
+        return cls(amplitude_scale=0.0, noise_std=0.0, max_shift=0, crop=None, lead_scale=0.0, baseline_wander=0.0,
+                   powerline=0.0, emg=0.0, lead_dropout=0.0)
 
     def validate(self) -> None:
         if not 0 <= self.amplitude_scale < 1:
@@ -41,6 +56,16 @@ class AugmentConfig:
             raise ConfigError(f"augment.max_shift={self.max_shift}: expected >= 0 samples")
         if self.crop is not None and self.crop < 16:
             raise ConfigError(f"augment.crop={self.crop}: expected None or at least 16 samples")
+        if not 0 <= self.lead_scale < 1:
+            raise ConfigError(f"augment.lead_scale={self.lead_scale}: expected 0 <= s < 1")
+        for name in ("baseline_wander", "powerline", "emg"):
+            value = getattr(self, name)
+            if not 0 <= value <= 5:
+                raise ConfigError(f"augment.{name}={value}: expected 0 (off) to 5 mV")
+        if not 0 <= self.lead_dropout < 1:
+            raise ConfigError(f"augment.lead_dropout={self.lead_dropout}: expected a probability in [0, 1)")
+        if not 0 <= self.probability <= 1:
+            raise ConfigError(f"augment.probability={self.probability}: expected a probability in [0, 1]")
 
 
 @dataclass
@@ -55,6 +80,9 @@ class PretrainConfig:
     model_overrides: dict[str, Any] = field(default_factory=dict)  # keyword overrides of create_model
     store: str | None = None  # store folder (esi data prepare)
     captions: str | None = None  # captions parquet (record_id, caption)
+    # More (store, captions) pairs pretrained on together with `store`, e.g. the real benchmark's pretraining
+    # part: [{"store": DIR, "captions": FILE}]. Records of the real benchmark's evaluation part are never used.
+    mix: list[dict[str, str]] = field(default_factory=list)
     out: str | None = None  # run directory; default ESI_HOME/runs/pretrain-<time>
     epochs: int = 30
     warmup_epochs: float = 5.0  # linear warm-up, in epochs (converted to optimizer steps)
@@ -139,6 +167,9 @@ class PretrainConfig:
         need(self.text_max_length is None or self.text_max_length >= 4, "text_max_length", "None or >= 4")
         need(self.max_nonfinite_steps >= 1, "max_nonfinite_steps", ">= 1")
         need(self.log_every_steps >= 1, "log_every_steps", ">= 1")
+        need(isinstance(self.mix, list) and all(isinstance(m, dict) and m.get("store") and m.get("captions")
+                                                 for m in self.mix), "mix",
+             'a list of {"store": STORE, "captions": CAPTIONS} entries')
         self.augment.validate()
         return self
 
@@ -158,6 +189,11 @@ class PretrainConfig:
         if not Path(self.captions).is_file():
             raise DatasetNotFoundError(f"captions table {self.captions} does not exist; create it with "
                                        f"'esi caption {self.store} --out {self.captions}'")
+        for entry in self.mix:
+            EcgStore(entry["store"])
+            if not Path(entry["captions"]).is_file():
+                raise DatasetNotFoundError(f"mix: captions table {entry['captions']} does not exist; create it "
+                                           f"with 'esi caption {entry['store']} --out {entry['captions']}'")
 
     # --- (de)serialisation -------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -144,9 +144,14 @@ def tokenize_captions(model: Any, texts: Sequence[str], max_length: int, cache_d
 
 
 # --- augmentation and misalignment ----------------------------------------------------------------
-def augment_signal(x: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
-    """Amplitude scaling, Gaussian noise (mV), zero-filled time shift and random crop of a (12, n) signal."""
-    y = np.asarray(x, dtype=np.float32)
+def augment_signal(x: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig, fs: float = 500.0) -> np.ndarray:
+    """Augment a (12, n) mV signal: crop, shift, amplitude and per-lead scaling, then (for a ``cfg.probability``
+    share of records) baseline wander, mains interference, muscle-noise bursts and lead dropout, then noise.
+
+    Shape and units are kept (except ``crop``, which shortens to ``cfg.crop`` samples); the draws come only
+    from ``rng``, so a generator seeded the same way gives the same output.
+    """
+    y = np.array(x, dtype=np.float32)
     if cfg.crop is not None and cfg.crop < y.shape[-1]:
         start = int(rng.integers(0, y.shape[-1] - cfg.crop + 1))
         y = y[:, start:start + cfg.crop]
@@ -161,9 +166,46 @@ def augment_signal(x: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) 
             y = shifted
     if cfg.amplitude_scale > 0:
         y = y * np.float32(rng.uniform(1 - cfg.amplitude_scale, 1 + cfg.amplitude_scale))
+    if cfg.lead_scale > 0:
+        y = y * rng.uniform(1 - cfg.lead_scale, 1 + cfg.lead_scale, size=(y.shape[0], 1)).astype(np.float32)
+    if cfg.probability > 0 and rng.random() < cfg.probability:
+        y = _add_artefacts(y, rng, cfg, fs)
     if cfg.noise_std > 0:
         y = y + rng.normal(0.0, cfg.noise_std, size=y.shape).astype(np.float32)
     return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def _add_artefacts(y: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig, fs: float) -> np.ndarray:
+    """Baseline wander, mains, EMG bursts and lead dropout (each off when its setting is 0)."""
+    leads, n = y.shape
+    t = np.arange(n, dtype=np.float64) / fs
+    extra = np.zeros((leads, n), np.float64)
+    if cfg.baseline_wander > 0:  # respiration: 0.05-0.5 Hz, lead-dependent amplitude and phase
+        f = rng.uniform(0.05, 0.5)
+        amp = rng.uniform(0, cfg.baseline_wander) * rng.uniform(0.3, 1.0, size=(leads, 1))
+        extra += amp * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi, size=(leads, 1)))
+    if cfg.powerline > 0:
+        f = 50.0 if rng.random() < 0.5 else 60.0
+        amp = rng.uniform(0, cfg.powerline) * rng.uniform(0.3, 1.0, size=(leads, 1))
+        extra += amp * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi, size=(leads, 1)))
+    if cfg.emg > 0:  # band-limited (20-150 Hz) noise under a smooth burst envelope of 1-5 s
+        spec = np.fft.rfft(rng.normal(size=(leads, n)), axis=1)
+        freqs = np.fft.rfftfreq(n, 1.0 / fs)
+        spec[:, (freqs < 20) | (freqs > 150)] = 0
+        noise = np.fft.irfft(spec, n=n, axis=1)
+        noise /= noise.std(axis=1, keepdims=True) + 1e-12
+        width = int(min(n, rng.uniform(1.0, 5.0) * fs))
+        start = int(rng.integers(0, n - width + 1))
+        envelope = np.zeros(n)
+        envelope[start:start + width] = np.hanning(width)
+        extra += rng.uniform(0, cfg.emg) * noise * envelope
+    y = (y + extra).astype(np.float32)
+    if cfg.lead_dropout > 0:
+        off = rng.random(leads) < cfg.lead_dropout
+        if off.all():
+            off[int(rng.integers(leads))] = False
+        y[off] = 0.0
+    return y
 
 
 def misalignment(n: int, fraction: float, seed: int) -> np.ndarray:
@@ -196,45 +238,44 @@ class PretrainDataset(Dataset):
         seed: seeds augmentation draws and the shuffled pairs.
         shuffle_pairs: fraction of misaligned pairs.
         folds: only these store folds.
-        limit: only the first N usable records.
+        limit: only the first N usable records (of the main store).
         missing_captions: "error" or "skip" for records without a caption.
+        mix: more (store, captions) pairs appended after the main store's records (all their folds). In every
+            store, records that the real benchmark's split puts in its evaluation part are left out.
     """
 
     def __init__(self, store: Any, captions: dict[str, str], *, augment: AugmentConfig | None = None,
                  seed: int = 0, shuffle_pairs: float = 0.0, folds: Sequence[int] | None = None,
                  limit: int | None = None, missing_captions: str = "error",
-                 captions_path: str | None = None) -> None:
+                 captions_path: str | None = None, mix: Sequence[tuple[Any, dict[str, str]]] = ()) -> None:
         from esi.data.dataset import EcgStoreDataset
-        from esi.data.store import EcgStore
 
-        store = store if isinstance(store, EcgStore) else EcgStore(store)
-        rows = store.indices(exclude_quarantined=True, folds=folds)
-        n_all = len(store.indices(exclude_quarantined=False, folds=folds))
-        self.n_quarantined = n_all - len(rows)
-        ids = store.manifest["record_id"].astype(str).to_numpy()
-        has = np.array([ids[r] in captions for r in rows], dtype=bool)
-        self.n_missing_captions = int((~has).sum())
-        if self.n_missing_captions:
-            example = ids[rows[~has][0]]
-            if missing_captions == "error":
-                raise DataError(
-                    f"{self.n_missing_captions} of {len(rows)} usable records have no caption "
-                    f"(e.g. {example})",
-                    path=captions_path, field="record_id",
-                    fix="caption the same store again ('esi caption STORE --out CAPTIONS'), or pass "
-                        "--skip-missing-captions (missing_captions='skip') to train without them")
-            log.warning("%d of %d records have no caption and are skipped (e.g. %s)",
-                        self.n_missing_captions, len(rows), example)
-        rows = rows[has]
-        if limit is not None:
-            rows = rows[:limit]
+        self.n_quarantined = self.n_missing_captions = self.n_eval_excluded = 0
+        rows, store = self._usable(store, captions, folds, missing_captions, captions_path)
         if len(rows) == 0:
             raise DataError("no usable records: all are quarantined, outside the folds, or uncaptioned",
                             path=str(store.path), fix="check 'esi data info STORE' and the captions table")
-        self.base = EcgStoreDataset(store, indices=rows, exclude_quarantined=True)
-        self.rows = self.base.indices
-        self.record_ids = [str(ids[r]) for r in self.rows]
-        texts = [captions[r] for r in self.record_ids]
+        if limit is not None:
+            rows = rows[:limit]
+        self.parts = [EcgStoreDataset(store, indices=rows, exclude_quarantined=True)]
+        for mix_store, mix_captions in mix:
+            mrows, mstore = self._usable(mix_store, mix_captions, None, "skip", None)
+            self.parts.append(EcgStoreDataset(mstore, indices=mrows, exclude_quarantined=True))
+        self.base = self.parts[0]
+        shapes = {(float(p.store.fs), int(p.store.n_samples)) for p in self.parts}
+        if len(shapes) > 1:
+            raise DataError(f"mixed stores differ in (sampling rate Hz, samples per record): {sorted(shapes)}",
+                            fix="prepare every mixed store with the main store's --fs and --duration")
+        self.fs = float(self.parts[0].store.fs)
+        self.part_of = np.concatenate([np.full(len(p.indices), i, np.int64) for i, p in enumerate(self.parts)])
+        self.rows = np.concatenate([np.asarray(p.indices, np.int64) for p in self.parts])
+        self.record_ids: list[str] = []
+        texts: list[str] = []
+        for part, (_, table) in zip(self.parts, [(store, captions), *mix], strict=True):
+            ids = part.store.manifest["record_id"].astype(str).to_numpy()[part.indices]
+            self.record_ids += [str(r) for r in ids]
+            texts += [table[str(r)] for r in ids]
+        self.n_mixed = len(self.rows) - len(self.parts[0].indices)
         # Distinct captions are tokenised once; position -> row of the distinct table.
         self.texts, self.caption_row = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
         self.texts = [str(t) for t in self.texts]
@@ -244,8 +285,38 @@ class PretrainDataset(Dataset):
         self.epoch = 0
         self.input_ids: torch.Tensor | None = None
         self.attention_mask: torch.Tensor | None = None
-        log.info("pretraining records: %d (quarantined excluded: %d, without caption: %d, misaligned: %d)",
-                 len(self.rows), self.n_quarantined, self.n_missing_captions, self.n_misaligned)
+        log.info("pretraining records: %d (mixed in from other stores: %d; quarantined excluded: %d, without "
+                 "caption: %d, real-benchmark evaluation records excluded: %d, misaligned: %d)", len(self.rows),
+                 self.n_mixed, self.n_quarantined, self.n_missing_captions, self.n_eval_excluded, self.n_misaligned)
+
+    def _usable(self, store: Any, captions: dict[str, str], folds: Sequence[int] | None, missing_captions: str,
+                captions_path: str | None) -> tuple[np.ndarray, Any]:
+        """Rows of one store that are not quarantined, not in the real benchmark's evaluation part and captioned."""
+        from esi.data.real_split import part_mask
+        from esi.data.store import EcgStore
+
+        store = store if isinstance(store, EcgStore) else EcgStore(store)
+        rows = store.indices(exclude_quarantined=True, folds=folds)
+        n_all = len(store.indices(exclude_quarantined=False, folds=folds))
+        self.n_quarantined += n_all - len(rows)
+        ids = store.manifest["record_id"].astype(str).to_numpy()
+        held_out = part_mask(ids[rows], "eval")
+        self.n_eval_excluded += int(held_out.sum())
+        rows = rows[~held_out]
+        has = np.array([ids[r] in captions for r in rows], dtype=bool)
+        missing = int((~has).sum())
+        self.n_missing_captions += missing
+        if missing:
+            example = ids[rows[~has][0]]
+            if missing_captions == "error":
+                raise DataError(
+                    f"{missing} of {len(rows)} usable records have no caption (e.g. {example})",
+                    path=captions_path, field="record_id",
+                    fix="caption the same store again ('esi caption STORE --out CAPTIONS'), or pass "
+                        "--skip-missing-captions (missing_captions='skip') to train without them")
+            log.warning("%d of %d records of %s have no caption and are skipped (e.g. %s)", missing, len(rows),
+                        store.path, example)
+        return rows[has], store
 
     @property
     def n_misaligned(self) -> int:
@@ -278,10 +349,10 @@ class PretrainDataset(Dataset):
     def __getitem__(self, position: int) -> dict[str, Any]:
         if self.input_ids is None or self.attention_mask is None:
             raise RuntimeError("tokens not attached: call set_tokens first")
-        signal = self.base.store.signal(int(self.rows[position]))
+        signal = self.parts[int(self.part_of[position])].store.signal(int(self.rows[position]))
         if self.augment is not None:
             rng = np.random.default_rng([self.seed, self.epoch, int(position)])
-            signal = augment_signal(signal, rng, self.augment)
+            signal = augment_signal(signal, rng, self.augment, self.fs)
         trow = int(self.caption_row[self.text_index[position]])
         return {"signal": torch.from_numpy(np.ascontiguousarray(signal, dtype=np.float32)),
                 "input_ids": self.input_ids[trow], "attention_mask": self.attention_mask[trow],

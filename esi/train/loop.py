@@ -155,7 +155,8 @@ class _Trainer:
         cfg, info = self.config, self.info
         dataset = PretrainDataset(cfg.store, load_captions(cfg.captions), augment=cfg.augment, seed=cfg.seed,
                                   shuffle_pairs=cfg.shuffle_pairs, folds=cfg.folds, limit=cfg.limit,
-                                  missing_captions=cfg.missing_captions, captions_path=str(cfg.captions))
+                                  missing_captions=cfg.missing_captions, captions_path=str(cfg.captions),
+                                  mix=[(m["store"], load_captions(m["captions"])) for m in cfg.mix])
         dataset.set_tokens(*self._tokens(model, dataset, run_dir))
         self._provenance = pretraining_provenance(dataset, cfg)
         sampler = ResumableDistributedSampler(
@@ -452,7 +453,8 @@ def pretraining_provenance(dataset: PretrainDataset, cfg: PretrainConfig) -> dic
     from esi.evaluation.provenance import store_digest
 
     return {"store": str(cfg.store), "store_digest": store_digest(dataset.base.store), "folds": cfg.folds,
-            "n_records": len(dataset.record_ids), "record_ids": list(dataset.record_ids)}
+            "mix": [m["store"] for m in cfg.mix], "n_records": len(dataset.record_ids),
+            "record_ids": list(dataset.record_ids)}
 
 
 def pretrain(config: PretrainConfig, progress: bool = True) -> PretrainResult:

@@ -49,9 +49,9 @@ def test_each_headline_condition_has_evaluation_positives(header_conditions: dic
 
 def test_part_mask_matches_store_ids_and_keys() -> None:
     split = {"ludb/1": "eval", "ludb/2": "pretrain"}
-    ids = ["real_benchmark/ludb/1", "elsewhere/ludb/2", "ludb/1", "x/unknown"]
-    assert part_mask(ids, "eval", split).tolist() == [True, False, True, False]
-    assert part_mask(ids, "pretrain", split).tolist() == [False, True, False, False]
+    ids = ["real_benchmark/ludb/1", "elsewhere/ludb/2", "ludb/1", "x/unknown", "a/b/ludb/1", "ludb/10"]
+    assert part_mask(ids, "eval", split).tolist() == [True, False, True, False, True, False]
+    assert part_mask(ids, "pretrain", split).tolist() == [False, True, False, False, False, False]
 
 
 def test_a_malformed_split_file_is_a_clear_error(tmp_path: Path) -> None:

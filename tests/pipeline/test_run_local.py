@@ -46,9 +46,25 @@ def test_every_stage_writes_its_outputs(finished_run: tuple[Path, object]) -> No
     assert record["notes"]["caption"]["records"] == 90
     assert (out / "pretrain" / "model.pt").is_file()
     assert any((out / "evaluation").rglob("*.json"))
+    # The real-ECG benchmark: prepared, captioned, mixed into pretraining (its pretraining part only), evaluated.
+    assert record["notes"]["prepare"]["real_records"] == 383
+    assert record["notes"]["caption"]["real"]["records"] == 383
+    real = record["notes"]["evaluate"]["real"]
+    assert {"zero_shot_macro_auc", "linear_probe_macro_auc", "linear_probe_random_init_macro_auc"} <= set(real)
+    real_metrics = json.loads((out / "evaluation_real" / "metrics.json").read_text())
+    assert real_metrics["contamination"]["status"] == "known" and real_metrics["contamination"]["overlap"] == 0
+    assert real_metrics["contamination"]["n_records"] > 90  # synthetic folds 1-8 + the real pretraining part
     # register -> promote -> bento -> score: the run ends with a served, scored champion.
     assert record["notes"]["register"]["created"] is True and record["notes"]["register"]["version"] == 1
     assert record["notes"]["promote"] == {"version": 1, "promoted": True, "failing_gates": 0}
+    from mlflow import MlflowClient
+
+    from esi.registry.metrics import metrics_from_tags
+    from esi.settings import get_settings
+
+    version = MlflowClient(tracking_uri=get_settings().tracking_uri).get_model_version("esi-e2e", "1")
+    on_version = metrics_from_tags(dict(version.tags))
+    assert abs(on_version["real.conditions.zero_shot.macro_auc"] - real["zero_shot_macro_auc"]) < 1e-6
     assert result.outputs["champion"] == "models:/esi-e2e@champion"
     assert record["notes"]["bento"] == {"bento": "esi:esi-e2e-1", "model": "models:/esi-e2e@champion"}
     assert "bentoml serve" in result.outputs["serve it"]
