@@ -1,0 +1,164 @@
+"""Synthetic subjects: demographics, a stable heart morphology, noise habits and chronic conditions."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from esi.data.synthetic.conditions import _MI_CODES
+
+
+@dataclass(frozen=True)
+class Subject:
+    """A synthetic person: demographics, a stable heart morphology, noise habits and chronic conditions.
+
+    Angles are in degrees, intervals in seconds, amplitudes in mV. ``traits`` holds the stable parameters of
+    conditions the subject may show (drawn for everybody so the random stream does not depend on them);
+    ``propensity`` the per-record probabilities of transient findings.
+    """
+
+    subject_id: int
+    age: int
+    sex: str
+    hr_bpm: float
+    axis_deg: float
+    qrs_tilt_deg: float
+    qrs_amp_mv: float
+    qrs_s: float
+    pr_s: float
+    p_s: float
+    qtc_s: float
+    p_amp_mv: float
+    p_axis_deg: float
+    t_amp_mv: float
+    t_axis_deg: float
+    t_tilt_deg: float
+    septal_mv: float
+    terminal_mv: float
+    limb_gain: float
+    precordial_gain: tuple[float, ...]
+    precordial_shift_deg: tuple[float, ...]
+    shape: tuple[float, ...]
+    hrv_resp: float
+    hrv_lf: float
+    resp_hz: float
+    baseline_mv: float
+    emg_mv: float
+    powerline_mv: float
+    powerline_hz: float
+    chronic: tuple[str, ...] = ()
+    traits: dict[str, float] = field(default_factory=dict)
+    propensity: dict[str, float] = field(default_factory=dict)
+
+
+def _draw_traits(rng: np.random.Generator) -> dict[str, float]:
+    """The stable parameters of every condition, drawn for everybody so the stream does not depend on them."""
+    return {
+        "sbrad_bpm": float(rng.uniform(42, 55)),
+        "stach_bpm": float(rng.uniform(106, 138)),
+        "af_rate_bpm": float(rng.uniform(72, 128)),
+        "af_irregularity": float(rng.uniform(0.16, 0.28)),
+        "af_f_hz": float(rng.uniform(5.0, 8.0)),
+        "af_f_mv": float(rng.uniform(0.03, 0.09)),
+        "flutter_bpm": float(rng.uniform(260, 330)),
+        "flutter_mv": float(rng.uniform(0.12, 0.25)),
+        "flutter_variable": float(rng.random()),
+        "pr_1avb_s": float(rng.uniform(0.225, 0.32)),
+        "rbbb_qrs_s": float(rng.uniform(0.128, 0.155)),
+        "rbbb_mv": float(rng.uniform(0.35, 0.6)),
+        "lbbb_qrs_s": float(rng.uniform(0.135, 0.17)),
+        "lafb_axis_deg": float(rng.uniform(-78, -50)),
+        "lvh_sokolow_mv": float(rng.uniform(3.9, 5.2)),
+        "lvolt_mv": float(rng.uniform(0.22, 0.40)),
+        "mi_q_mv": float(rng.uniform(0.2, 0.4)),
+        "mi_st_mv": float(rng.uniform(0.16, 0.32)),
+        "std_mv": float(rng.uniform(0.1, 0.22)),
+        "invt": float(rng.uniform(0.5, 1.0)),
+        "qtc_long_s": float(rng.uniform(0.53, 0.58)),
+        "pvc_axis_deg": float(rng.uniform(-180, 180)),
+        "pvc_tilt_deg": float(rng.uniform(-60, 60)),
+        "pvc_mv": float(rng.uniform(1.6, 2.6)),
+        "pvc_qrs_s": float(rng.uniform(0.14, 0.18)),
+        "pac_p_axis_deg": float(rng.uniform(-90, 30)),
+    }
+
+
+def _draw_chronic(rng: np.random.Generator, f_age: float, female: bool) -> tuple[list[str], np.ndarray]:
+    """Chronic conditions: independent draws whose odds grow with age; exclusive ones resolved in order.
+    Returns them with the uniform draws, whose last two also decide the AF and flutter propensities."""
+    chronic: list[str] = []
+    u = rng.random(8)
+    if u[0] < 0.04 + 0.16 * f_age * (1.2 if not female else 0.8):
+        chronic.append("LVH")
+    if u[1] < 0.015 + 0.06 * f_age:
+        chronic.append("CRBBB")
+    elif u[1] < 0.025 + 0.11 * f_age:
+        chronic.append("CLBBB")
+    if u[2] < 0.015 + 0.07 * f_age and "CLBBB" not in chronic:
+        chronic.append("LAFB")
+    if u[3] < 0.03 + 0.2 * f_age * (1.2 if not female else 0.7):
+        chronic.append(str(rng.choice(_MI_CODES, p=[0.55, 0.3, 0.15])))
+    else:
+        rng.random()  # keep the stream aligned whether or not a territory was drawn
+    if u[4] < 0.015 + 0.07 * f_age:
+        chronic.append("1AVB")
+    if u[5] < 0.04 and "LVH" not in chronic:
+        chronic.append("LVOLT")
+    return chronic, u
+
+
+def _draw_propensity(rng: np.random.Generator, chronic: list[str], u: np.ndarray,
+                     f_age: float) -> dict[str, float]:
+    """Per-record probabilities of the transient findings."""
+    af_prone = u[6] < 0.01 + 0.14 * f_age
+    ischaemic = any(c in chronic for c in _MI_CODES)
+    return {
+        "AFIB": float(rng.uniform(0.35, 1.0)) if af_prone else 0.0,
+        "AFLT": 0.5 if u[7] < 0.01 + 0.03 * f_age else 0.0,
+        "SBRAD": float(rng.uniform(0.05, 0.5)) if rng.random() < 0.3 else 0.03,
+        "STACH": float(rng.uniform(0.05, 0.4)) if rng.random() < 0.2 else 0.03,
+        "PAC": 0.3 if rng.random() < 0.1 else 0.02,
+        "PVC": 0.35 if rng.random() < 0.12 else 0.025,
+        "STD_": (0.35 if "LVH" in chronic else 0.0) + (0.15 if ischaemic else 0.0) + 0.04 + 0.07 * f_age,
+        "INVT": (0.4 if ischaemic else 0.0) + 0.03 + 0.05 * f_age,
+        "LNGQT": 0.6 if rng.random() < 0.06 else 0.015,
+    }
+
+
+def make_subject(rng: np.random.Generator, subject_id: int = 0) -> Subject:
+    """Draw a subject. Age (18-90) and sex shape the signal: women have lower QRS voltage, a shorter QRS
+    and a longer QTc; with age the axis moves left, voltage falls, PR lengthens and HR variability shrinks."""
+    age = int(np.clip(round(rng.normal(60, 17)), 18, 90))
+    sex = "F" if rng.random() < 0.48 else "M"
+    female = sex == "F"
+    f_age = (age - 18) / 72.0  # 0 at 18, 1 at 90
+    axis = float(np.clip(rng.normal(62 - 0.45 * (age - 18), 22), -25, 100))
+    amp = 1.55 * (1.12 - 0.3 * f_age) * (0.84 if female else 1.0) * float(rng.lognormal(0, 0.15))
+    qrs_s = float(np.clip(rng.normal(0.092 - (0.006 if female else 0.0), 0.007), 0.074, 0.106))
+    pr_s = float(np.clip(rng.normal(0.148 + 0.03 * f_age, 0.016), 0.12, 0.195))
+    qtc = float(np.clip(rng.normal(0.400 + (0.014 if female else 0.0) + 0.012 * f_age, 0.014), 0.36, 0.445))
+    t_amp = float(np.clip(rng.normal(0.36 if not female else 0.30, 0.08), 0.14, 0.65)) * (1.1 - 0.2 * f_age)
+    traits = _draw_traits(rng)
+    chronic, u = _draw_chronic(rng, f_age, female)
+    propensity = _draw_propensity(rng, chronic, u, f_age)
+    return Subject(
+        subject_id=int(subject_id), age=age, sex=sex,
+        hr_bpm=float(np.clip(rng.normal(72 + (3 if female else 0), 8), 62, 95)),
+        axis_deg=axis, qrs_tilt_deg=float(rng.normal(-28, 8)), qrs_amp_mv=float(max(amp, 0.7)), qrs_s=qrs_s,
+        pr_s=pr_s, p_s=float(np.clip(rng.normal(0.098, 0.01), 0.075, 0.115)), qtc_s=qtc,
+        p_amp_mv=float(np.clip(rng.normal(0.16, 0.04), 0.07, 0.28)), p_axis_deg=float(rng.normal(55, 14)),
+        t_amp_mv=t_amp, t_axis_deg=float(axis + rng.normal(-5, 16)), t_tilt_deg=float(rng.normal(18, 8)),
+        septal_mv=float(rng.uniform(0.1, 0.3)), terminal_mv=float(rng.uniform(0.1, 0.35)),
+        limb_gain=float(rng.lognormal(0, 0.1)),
+        precordial_gain=tuple(float(g) for g in rng.lognormal(0, 0.12, 6)),
+        precordial_shift_deg=tuple(float(s) for s in rng.normal(0, 5, 6)),
+        shape=tuple(float(s) for s in rng.normal(0, 1, 12)),
+        hrv_resp=float(rng.uniform(0.01, 0.06) * (1.3 - 0.8 * f_age)), hrv_lf=float(rng.uniform(0.01, 0.03)),
+        resp_hz=float(rng.uniform(0.18, 0.33)),
+        baseline_mv=float(rng.lognormal(math.log(0.08), 0.6)),
+        emg_mv=float(rng.lognormal(math.log(0.008), 0.6)),
+        powerline_mv=float(rng.lognormal(math.log(0.006), 0.8)) if rng.random() < 0.5 else 0.0,
+        powerline_hz=50.0, chronic=tuple(chronic), traits=traits, propensity=propensity,
+    )
