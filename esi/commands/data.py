@@ -1,4 +1,4 @@
-"""``esi data synth | prepare | info``."""
+"""``esi data synth | prepare | info | compare``."""
 
 from __future__ import annotations
 
@@ -20,13 +20,14 @@ def synth(out: Path = typer.Option(..., help="folder to write (PTB-XL layout)"),
           seed: int = typer.Option(0, help="random seed (same seed, same files)"),
           workers: int = typer.Option(0, min=0, help="worker processes"),
           write_lr: bool = typer.Option(False, "--write-lr", help="also write 100 Hz records100/"),
+          realism: str = typer.Option("v2", help="generator calibration: v2 (matched to real recordings) | v1"),
           quiet: bool = typer.Option(False, "--quiet", help="no progress bar")) -> None:
     """Generate a synthetic 12-lead dataset in PTB-XL layout (database CSV + WFDB records500)."""
     setup_logging()
     from esi.data.synthetic import generate_dataset
 
     summary = generate_dataset(out, subjects=subjects, records_per_subject=records_per_subject, seed=seed,
-                               workers=workers, write_lr=write_lr, progress=not quiet)
+                               workers=workers, write_lr=write_lr, progress=not quiet, realism=realism)
     typer.echo(f"wrote {summary['records']} records of {summary['subjects']} subjects to {summary['path']}")
 
 
@@ -96,6 +97,33 @@ def info(store: Path = typer.Argument(..., help="store folder"),
     from esi.data.summary import render_summary
 
     render_summary(summary)
+
+
+@data_app.command("compare")
+@domain_errors
+def compare_cmd(synth_store: Path = typer.Argument(..., help="synthetic store folder"),
+                real_store: Path = typer.Argument(..., help="real store folder"),
+                out: Path = typer.Option(..., help="folder for report.md, compare.json and plots"),
+                limit: int = typer.Option(None, min=1, help="measure at most N records per store (spread "
+                                          "evenly)"),
+                conditions: str = typer.Option("AF,RBBB,LBBB,1AVB,NORM", help="condition names or ids, "
+                                               "comma-separated"),
+                ludb: Path = typer.Option(None, help="LUDB folder (N.hea/N.dat/N.ii): check measure.py's "
+                                          "intervals against its delineation"),
+                plots: bool = typer.Option(True, "--plots/--no-plots", help="write the PNG plots"),
+                quiet: bool = typer.Option(False, "--quiet", help="no progress bar")) -> None:
+    """Compare synthetic and real recordings on the same measurements; rank the largest gaps."""
+    setup_logging()
+    from esi.data.compare import compare_stores
+
+    result = compare_stores(synth_store, real_store, out, limit=limit, conditions=conditions, ludb=ludb,
+                            progress=not quiet, plots=plots)
+    if result["preprocessing"]["warning"]:
+        typer.secho(f"warning: {result['preprocessing']['warning']}", err=True, fg=typer.colors.YELLOW)
+    for g in result["gaps"][:5]:
+        typer.echo(f"  gap {g['rank']}: {g['feature']} (W/IQR {g['w_norm']:.2f}, synthetic median "
+                   f"{g['synthetic']['median']:.3g} vs real {g['real']['median']:.3g} {g['unit']})")
+    typer.echo(f"report: {out / 'report.md'}")
 
 
 def register(app: typer.Typer) -> None:
