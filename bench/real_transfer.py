@@ -7,8 +7,9 @@ random-init probe). Prints one ablation table, measured in one run:
 
     python bench/real_transfer.py --run .esi/run --variants baseline,augment,mix,mix+augment
 
-Variants: baseline (today's augmentation), augment (+ the real-recording artefacts), mix (+ the benchmark's
-pretraining part mixed in), mix+augment, none (no augmentation at all). Each pretraining takes minutes on
+Variants: baseline (generator v1, today's augmentation), augment (+ the real-recording artefacts), mix (+ the
+benchmark's pretraining part mixed in), mix+augment, none (no augmentation at all), and v2, v2+mix,
+v2+mix+augment (the generator calibrated to real recordings, `realism="v2"`). Each pretraining takes minutes on
 2 cores; results are cached per variant folder (delete it to re-run).
 """
 
@@ -23,12 +24,15 @@ from esi.data.real_split import HEADLINE, REAL_ROOT
 
 REAL_AUGMENT = {"lead_scale": 0.15, "baseline_wander": 0.15, "powerline": 0.05, "emg": 0.03, "lead_dropout": 0.05,
                 "probability": 0.5}
-VARIANTS = {
-    "none": {"augment": "off", "mix": False},
-    "baseline": {"augment": {}, "mix": False},
-    "augment": {"augment": REAL_AUGMENT, "mix": False},
-    "mix": {"augment": {}, "mix": True},
-    "mix+augment": {"augment": REAL_AUGMENT, "mix": True},
+VARIANTS = {  # realism: the synthetic generator's calibration profile (v1: the `--run` folder's own store)
+    "none": {"augment": "off", "mix": False, "realism": "v1"},
+    "baseline": {"augment": {}, "mix": False, "realism": "v1"},
+    "augment": {"augment": REAL_AUGMENT, "mix": False, "realism": "v1"},
+    "mix": {"augment": {}, "mix": True, "realism": "v1"},
+    "mix+augment": {"augment": REAL_AUGMENT, "mix": True, "realism": "v1"},
+    "v2": {"augment": {}, "mix": False, "realism": "v2"},
+    "v2+mix": {"augment": {}, "mix": True, "realism": "v2"},
+    "v2+mix+augment": {"augment": REAL_AUGMENT, "mix": True, "realism": "v2"},
 }
 
 
@@ -44,6 +48,25 @@ def _real_data(out: Path, kb: Path) -> tuple[Path, Path]:
     return store, captions
 
 
+def _synthetic(run: Path, out: Path, realism: str) -> tuple[Path, Path]:
+    """The synthetic store and captions of a generator profile: the run's own (v1), or generated like `make run`'s."""
+    if realism == "v1":
+        return run / "store", run / "captions.parquet"
+    from esi.cqa.captions import caption_store
+    from esi.data.prepare import prepare
+    from esi.data.synthetic import generate_dataset
+
+    folder = out / f"synthetic_{realism}"
+    store, captions = folder / "store", folder / "captions.parquet"
+    if not captions.exists():
+        generate_dataset(folder / "dataset", subjects=120, records_per_subject=5, seed=0, realism=realism,
+                         progress=False)
+        prepare("ptbxl", folder / "dataset", store, progress=False, shard_size=500)
+        caption_store(store, captions, kb_dir=run / "kb", cache_path=out / "real_caption_cache.sqlite",
+                      progress=False)
+    return store, captions
+
+
 def _pretrain(run: Path, out: Path, variant: str, real: tuple[Path, Path], epochs: int) -> tuple[Path, float]:
     from esi.train.config import AugmentConfig, PretrainConfig
     from esi.train.loop import pretrain
@@ -55,7 +78,8 @@ def _pretrain(run: Path, out: Path, variant: str, real: tuple[Path, Path], epoch
     if final.exists() and timing.exists():
         return final, json.loads(timing.read_text())["pretrain_s"]
     augment = AugmentConfig.disabled() if spec["augment"] == "off" else AugmentConfig(**spec["augment"])
-    cfg = PretrainConfig(model="esi_cpu", store=str(run / "store"), captions=str(run / "captions.parquet"),
+    store, captions = _synthetic(run, out, spec["realism"])
+    cfg = PretrainConfig(model="esi_cpu", store=str(store), captions=str(captions),
                          out=str(folder), epochs=epochs, batch_size=16, warmup_epochs=min(1, epochs),
                          decay_every=max(1, epochs), lr=5e-4, seed=0, resume=True, folds=list(range(1, 9)),
                          augment=augment, mlflow=False,

@@ -146,9 +146,15 @@ def test_st_and_t_changes() -> None:
         assert m.s_amplitude_mv(x, FS, "V2") > 2 * m.r_amplitude_mv(x, FS, "V2")  # Q/QS in V2
     for x in records("STD_"):
         assert m.st_level_mv(x, FS, "V5") < -0.05
+    v2_st = []
     for x in records("NORM"):
-        assert np.abs(m.st_level_mv(x, FS)).max() < 0.05
+        st = m.st_level_mv(x, FS)
+        assert np.abs(st[:6]).max() < 0.05  # limb leads: isoelectric
+        # V1-V3 carry the small J-point elevation real normals show (median 0.03-0.05 mV in the real benchmark)
+        assert np.abs(st[6:]).max() < 0.1
+        v2_st.append(st[7])
         assert m.t_amplitude_mv(x, FS, "V5") > 0
+    assert np.median(v2_st) > 0.015
     for x in records("INVT"):
         assert m.t_amplitude_mv(x, FS, "V5") < 0
 

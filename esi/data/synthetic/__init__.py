@@ -25,8 +25,8 @@ from __future__ import annotations
 from esi.data.synthetic.conditions import CONDITIONS, RHYTHMS, _seed
 from esi.data.synthetic.labels import generate_labels, report_text
 from esi.data.synthetic.record import generate_record
-from esi.data.synthetic.subject import Subject, make_subject
+from esi.data.synthetic.subject import DEFAULT_REALISM, REALISM, Subject, make_subject, realism_profile
 from esi.data.synthetic.writer import SCP_STATEMENTS, generate_dataset
 
-__all__ = ["CONDITIONS", "RHYTHMS", "SCP_STATEMENTS", "Subject", "generate_dataset", "generate_labels",
-           "generate_record", "make_subject", "report_text", "_seed"]
+__all__ = ["CONDITIONS", "DEFAULT_REALISM", "REALISM", "RHYTHMS", "SCP_STATEMENTS", "Subject", "generate_dataset",
+           "generate_labels", "generate_record", "make_subject", "realism_profile", "report_text", "_seed"]

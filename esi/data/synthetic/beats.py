@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from esi.data.synthetic.geometry import _combine, _norm, _unit
-from esi.data.synthetic.subject import Subject
+from esi.data.synthetic.subject import Subject, realism_profile
 
 # Each lobe: group, centre (s), sigma left/right (s), plateau flag, vector (mV). Groups: 0 = P (time from P
 # onset), 1 = QRS (from QRS onset), 2 = ST/T/U (from QRS onset, scaled with the beat's QT).
@@ -104,10 +104,13 @@ def _base_vectors(s: Subject, rng: np.random.Generator) -> _Vectors:
     sh = s.shape
     amp = s.qrs_amp_mv * float(rng.lognormal(0, 0.03))
     axis = s.axis_deg + float(rng.normal(0, 2))
+    # Real ECGs carry a small J-point / ST elevation in V1-V3 (about 0.03-0.05 mV, fading by V5): an ST vector
+    # pointing anterior and a little rightward and inferior.
+    st = _norm([-0.3, 0.15, 1.0]) * realism_profile(s.realism)["j_point_mv"]
     return _Vectors(amp=amp, axis=axis, qrs=s.qrs_s, septal=_norm([-0.55, 0.3, 0.8]) * s.septal_mv,
                     terminal=_norm([-0.35 + 0.1 * sh[0], -0.6, -0.65]) * s.terminal_mv,
                     t_vec=_unit(s.t_axis_deg, s.t_tilt_deg) * s.t_amp_mv, q_vec=np.zeros(3),
-                    st_vec=np.zeros(3), m1_tilt=8.0 + 4 * sh[1], m2_tilt=s.qrs_tilt_deg - 12.0)
+                    st_vec=st, m1_tilt=8.0 + 4 * sh[1], m2_tilt=s.qrs_tilt_deg - 12.0)
 
 
 def _conduction(v: _Vectors, conds: set[str], s: Subject) -> None:
@@ -130,17 +133,18 @@ def _conduction(v: _Vectors, conds: set[str], s: Subject) -> None:
         v.m2_tilt -= 10.0
 
 
-def _ischaemia(v: _Vectors, conds: set[str], tr: dict[str, float]) -> None:
-    """Infarct Q and injury-current vectors, ST depression and T inversion."""
+def _ischaemia(v: _Vectors, conds: set[str], tr: dict[str, float], st_scale: float = 1.0) -> None:
+    """Infarct Q and injury-current vectors, ST depression and T inversion (``st_scale``: the realism
+    profile's factor on the injury current, which shrinks with the QRS voltage)."""
     if "IMI" in conds:
         v.q_vec = _norm([0.25, -1.0, 0.05]) * tr["mi_q_mv"]      # initial forces away from the inferior wall
-        v.st_vec = _norm([-0.28, 0.96, 0.1]) * tr["mi_st_mv"]    # injury current toward II, III, aVF
+        v.st_vec = _norm([-0.28, 0.96, 0.1]) * tr["mi_st_mv"] * st_scale  # injury current toward II, III, aVF
     elif "AMI" in conds:
         v.q_vec = _norm([-0.15, 0.0, -1.0]) * tr["mi_q_mv"] * 1.2  # away from the anterior wall: QS in V1-V4
-        v.st_vec = _norm([0.3, -0.05, 0.95]) * tr["mi_st_mv"]
+        v.st_vec = _norm([0.3, -0.05, 0.95]) * tr["mi_st_mv"] * st_scale
     elif "ASMI" in conds:
         v.q_vec = _norm([0.1, 0.05, -1.0]) * tr["mi_q_mv"]
-        v.st_vec = _norm([0.1, -0.05, 1.0]) * tr["mi_st_mv"] * 0.5
+        v.st_vec = _norm([0.1, -0.05, 1.0]) * tr["mi_st_mv"] * 0.5 * st_scale
     if "STD_" in conds:
         v.st_vec = v.st_vec - _norm([0.6, 0.55, 0.45]) * tr["std_mv"]  # subendocardial: toward aVR, from V5
     if "INVT" in conds:
@@ -162,7 +166,7 @@ def _qrs_lobes(n: _Template, v: _Vectors, s: Subject, conds: set[str]) -> None:
         n.add(_QRS, 0.12 * qrs, 0.08 * qrs, 0.08 * qrs, _norm([0.7, 0.1, -0.4]) * 0.3)
         n.add(_QRS, 0.36 * qrs, 0.13 * qrs, 0.12 * qrs, main * amp * 0.85)
         n.add(_QRS, 0.68 * qrs, 0.12 * qrs, 0.12 * qrs, _unit(axis - 25, -35) * amp * 0.9)
-        v.st_vec = v.st_vec - main * 0.12 * amp
+        v.st_vec = v.st_vec - main * realism_profile(s.realism)["lbbb_st"] * amp
         v.t_vec = -main * max(s.t_amp_mv, 0.3) * 1.2  # discordant T
         return
     if np.any(v.q_vec):  # infarct: initial forces point away from the dead wall (pathological Q)
@@ -238,18 +242,21 @@ def _templates(subject: Subject, conds: set[str], rng: np.random.Generator,
                lead_vectors: np.ndarray) -> tuple[dict[str, _Template], _Morph]:
     """Beat templates of one record: normal 'N', atrial premature 'A', ventricular premature 'V'."""
     s, tr = subject, subject.traits
+    cal = realism_profile(s.realism)
     vec = _base_vectors(s, rng)
-    pr = tr["pr_1avb_s"] if "1AVB" in conds else s.pr_s
+    pr = max(tr["pr_1avb_s"] * cal["pr_1avb_scale"], 0.225) if "1AVB" in conds else s.pr_s
     qtc = tr["qtc_long_s"] if "LNGQT" in conds else s.qtc_s
     has_p = not (conds & {"AFIB", "AFLT"})
     _conduction(vec, conds, s)
-    _ischaemia(vec, conds, tr)
+    _ischaemia(vec, conds, tr, cal["mi_st"])
 
     n = _Template()
     if has_p:
         p_axis = s.p_axis_deg
-        n.add(_P, 0.36 * s.p_s, 0.16 * s.p_s, 0.16 * s.p_s, _unit(p_axis + 15, 30) * s.p_amp_mv * 0.75)
-        n.add(_P, 0.62 * s.p_s, 0.17 * s.p_s, 0.17 * s.p_s, _unit(p_axis - 10, -30) * s.p_amp_mv * 0.8)
+        n.add(_P, 0.36 * s.p_s, 0.16 * s.p_s, 0.16 * s.p_s,
+              _unit(p_axis + 15, cal["p_tilt_ra"]) * s.p_amp_mv * 0.75)
+        n.add(_P, 0.62 * s.p_s, 0.17 * s.p_s, 0.17 * s.p_s,
+              _unit(p_axis - 10, cal["p_tilt_la"]) * s.p_amp_mv * 0.8)
     _qrs_lobes(n, vec, s, conds)
     t_peak = _repol_lobes(n, vec, s, qtc)
     _voltage_constraints(n, vec, conds, tr, lead_vectors, t_peak)

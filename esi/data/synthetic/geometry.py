@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from esi.data.synthetic.subject import realism_profile
+
 if TYPE_CHECKING:
     from esi.data.synthetic.subject import Subject
 
@@ -50,11 +52,20 @@ def _lead_vectors(subject: Subject, rng: np.random.Generator) -> tuple[np.ndarra
     limb = _LIMB_ELECTRODES * subject.limb_gain * float(rng.lognormal(0, 0.03))
     ang = np.radians(_PRECORDIAL_ANGLES + np.array(subject.precordial_shift_deg) + rng.normal(0, 2.0, 6))
     gain = _PRECORDIAL_GAIN * np.array(subject.precordial_gain) * rng.lognormal(0, 0.03, 6)
+    gain[0] *= realism_profile(subject.realism)["v1_gain"]
     tilt = np.radians(rng.normal(0, 3.0, 6))
     prec = np.stack([np.cos(ang) * np.cos(tilt), np.sin(tilt), np.sin(ang) * np.cos(tilt)], axis=1)
     prec = prec * gain[:, None]
     electrodes = np.concatenate([limb, prec], axis=0)
     return electrodes, np.einsum("ij,jk->ik", _LEAD_MATRIX, electrodes)
+
+
+def atrial_electrodes(electrodes: np.ndarray, subject: Subject) -> np.ndarray:
+    """Electrode vectors for atrial activity: the atria lie posterior and far from V1-V6, so the precordial
+    electrodes see P waves (and f waves) weaker than a single-dipole model with ventricular gains predicts."""
+    out = electrodes.copy()
+    out[3:] *= realism_profile(subject.realism)["p_precordial"]
+    return out
 
 
 def _combine(weights: np.ndarray, x: np.ndarray) -> np.ndarray:

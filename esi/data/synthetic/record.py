@@ -9,7 +9,7 @@ import numpy as np
 
 from esi.data.synthetic.beats import _P, _QRS, _REPOL, _Morph, _render, _Template, _templates
 from esi.data.synthetic.conditions import _check_conditions
-from esi.data.synthetic.geometry import _combine, _form_leads, _lead_vectors
+from esi.data.synthetic.geometry import _combine, _form_leads, _lead_vectors, atrial_electrodes
 from esi.data.synthetic.noise import _noise
 from esi.data.synthetic.rhythm import _atrial_activity, _Beats, _beats
 from esi.data.synthetic.subject import Subject
@@ -18,7 +18,7 @@ from esi.errors import DataError
 
 def _lobes(templates: dict[str, _Template], beats: _Beats, morph: _Morph, subject: Subject,
            rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-    """Every lobe of every beat as flat arrays (centre, sigma left, sigma right, plateau, vector (k, 3)),
+    """Every lobe of every beat as flat arrays (centre, sigma left, sigma right, plateau, vector (k, 3), is-P),
     with the per-beat QT adapted to the preceding RR (Fridericia), amplitude jitter with respiration and
     PR jitter."""
     qt_ratio = np.clip((beats.rr / 0.8) ** (1 / 3), 0.7, 1.35)
@@ -28,7 +28,7 @@ def _lobes(templates: dict[str, _Template], beats: _Beats, morph: _Morph, subjec
     pr = morph.pr_s + 0.003 * rng.normal(size=beats.onset.size)
     rot = np.radians(2.5 * np.sin(resp_phase))  # respiration swings the frontal axis a little
 
-    cols: list[list[np.ndarray]] = [[], [], [], [], []]
+    cols: list[list[np.ndarray]] = [[], [], [], [], [], []]
     for kind, tmpl in templates.items():
         sel = beats.kind == kind
         if not np.any(sel) or not tmpl.rows:
@@ -52,6 +52,7 @@ def _lobes(templates: dict[str, _Template], beats: _Beats, morph: _Morph, subjec
         cols[2].append(sr_b.ravel())
         cols[3].append(np.broadcast_to(pl, centre.shape).ravel())
         cols[4].append(vb.reshape(-1, 3))
+        cols[5].append(np.broadcast_to(p_grp, centre.shape).ravel())
     return tuple(np.concatenate(cc) for cc in cols)
 
 
@@ -66,11 +67,17 @@ def generate_record(subject: Subject, conditions: Sequence[str], rng: np.random.
     electrodes, lead_vectors = _lead_vectors(subject, rng)
     templates, morph = _templates(subject, conds, rng, lead_vectors)
     beats = _beats(subject, conds, rng, duration_s)
-    heart = _render(*_lobes(templates, beats, morph, subject, rng), fs=fs, n=n)
+    *lobes, is_p = _lobes(templates, beats, morph, subject, rng)
+    if len(lobes[0]) == 0:
+        is_p = np.zeros(0, dtype=bool)
+    is_p = np.asarray(is_p, dtype=bool)
+    heart = _render(*(x[~is_p] for x in lobes), fs=fs, n=n)  # ventricular: QRS, ST, T, U
+    atria = _render(*(x[is_p] for x in lobes), fs=fs, n=n)  # P waves
     t = np.arange(n) / fs
     if not morph.has_p:
-        heart += _atrial_activity(subject, conds, rng, t)
+        atria += _atrial_activity(subject, conds, rng, t)
 
-    pot = _combine(electrodes, heart.T)  # (9, n) electrode potentials
+    # (9, n) electrode potentials; atrial activity reaches the precordial electrodes with its own gains
+    pot = _combine(electrodes, heart.T) + _combine(atrial_electrodes(electrodes, subject), atria.T)
     pot += _noise(subject, rng, t, fs)
     return _form_leads(pot)

@@ -19,7 +19,7 @@ from esi.data.store import atomic_write_bytes, atomic_write_json
 from esi.data.synthetic.conditions import _MI_CODES, _seed
 from esi.data.synthetic.labels import generate_labels, report_text
 from esi.data.synthetic.record import generate_record
-from esi.data.synthetic.subject import Subject, make_subject
+from esi.data.synthetic.subject import DEFAULT_REALISM, Subject, make_subject, realism_profile
 from esi.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ def _row(ecg_id: int, subject: Subject, labels: dict[str, float], stamp: str, fo
     }
 
 
-def _plan(seed: int, subjects: int, records_per_subject: int
+def _plan(seed: int, subjects: int, records_per_subject: int, realism: str = DEFAULT_REALISM
           ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], Counter[str]]:
     """Database rows, record tasks and condition counts of the whole dataset (cheap: no signals yet)."""
     n_rec = subjects * records_per_subject
@@ -138,7 +138,7 @@ def _plan(seed: int, subjects: int, records_per_subject: int
     counts: Counter[str] = Counter()
     base_day = np.datetime64("1990-01-01T08:00:00")
     for s in range(subjects):
-        subject = make_subject(_seed(seed, 0, s), subject_id=s + 1)
+        subject = make_subject(_seed(seed, 0, s), subject_id=s + 1, realism=realism)
         first_day = int(_seed(seed, 3, s).integers(0, 365 * 10))
         for k in range(records_per_subject):
             index = s * records_per_subject + k
@@ -192,24 +192,27 @@ def _write_metadata(root: Path, rows: list[dict[str, Any]], tasks: list[dict[str
 
 def generate_dataset(out: str | Path, *, subjects: int = 200, records_per_subject: int = 5, seed: int = 0,
                      fs: float = 500, duration_s: float = 10.0, workers: int = 0, write_lr: bool = False,
-                     progress: bool = True) -> dict[str, Any]:
+                     progress: bool = True, realism: str = DEFAULT_REALISM) -> dict[str, Any]:
     """Write a synthetic dataset in PTB-XL layout to ``out`` and return a summary
     (path, subjects, records, conditions counts, seconds, records_per_s, written, skipped).
 
     Resumable: records whose files exist are skipped; ptbxl_database.csv is written last, atomically.
     Output is identical for any ``workers`` (per-record random streams derive from (seed, record index)).
+    ``realism`` picks the calibration profile (:data:`esi.data.synthetic.subject.REALISM`: ``v2``, matched to
+    real recordings, or ``v1``, the first generator).
     """
     if subjects < 1 or records_per_subject < 1:
         raise DataError(f"subjects={subjects}, records_per_subject={records_per_subject}",
                         field="subjects", fix="both must be >= 1")
     if fs < 100 or fs % 100:
         raise DataError(f"fs={fs} Hz is not supported", field="fs", fix="use a multiple of 100 Hz (500)")
+    realism_profile(realism)  # an unknown profile is a ConfigError before anything is written
     params = {"generator": "esi.synthetic/1", "seed": seed, "fs": fs, "duration_s": duration_s,
-              "records_per_subject": records_per_subject}
+              "records_per_subject": records_per_subject, "realism": realism}
     root = _open_root(out, params, subjects)
 
     t0 = time.perf_counter()
-    rows, tasks, counts = _plan(seed, subjects, records_per_subject)
+    rows, tasks, counts = _plan(seed, subjects, records_per_subject, realism)
     todo = [t for t in tasks if not _done(root, t, write_lr)]
     skipped = len(tasks) - len(todo)
     if skipped:
