@@ -223,10 +223,15 @@ def pr_interval_ms(signal: np.ndarray, fs: float) -> float | None:
     jitter = float(np.sqrt(np.sum(np.square(mb.spread[:, start:stop]), axis=0)).mean())
     if peak < 4.0 * jitter:
         return None
-    # P onset: the last point before the peak below 20 % of it, or the trough where a preceding T wave
-    # takes over when the P wave rides on it.
-    below = np.flatnonzero(mag[start:p] < 0.2 * peak)
-    on = start + int(below[-1]) if below.size else start + int(np.argmin(mag[start:p]))
+    # P onset: the last point before the peak below 20 % of the way from the local floor (the lowest point
+    # of the 150 ms before it) to the peak. Measured from the floor, not from zero: the spatial magnitude
+    # of a real recording never reaches zero (noise, a preceding T wave), and a threshold of 20 % of the peak
+    # itself then lies below the whole segment and sends the onset back to the search start (LUDB: PR
+    # 250-350 ms where the cardiologists marked ~170).
+    lo = max(start, p - int(0.15 * fs_))
+    floor = float(mag[lo:p].min()) if p > lo else 0.0
+    below = np.flatnonzero(mag[lo:p] < floor + 0.2 * (peak - floor))
+    on = lo + int(below[-1]) if below.size else lo
     if on <= start:
         return None
     return mb.ms(mb.qrs_on - on)
