@@ -8,10 +8,10 @@ Generates N synthetic records (PTB-XL layout, default 2 000) once, then runs eac
   - prepare: ``esi.data.prepare.prepare`` (read + resample + filter + harmonise labels + write the store),
     in-process and with worker processes.
 "before" is the same methods on the ``esi`` package of a git revision (default HEAD, extracted with
-``git archive`` into the work folder and put first on PYTHONPATH), "after" the working tree. Methods
-alternate before/after and each runs ``--repeat`` times (best kept), so both see the same machine load.
-The machine may be shared: compare the ratios of one run (vs rdsamp, after/before), not absolute figures
-across runs.
+``git archive`` into the work folder and put first on PYTHONPATH), "after" the working tree. Each round
+runs every method once, before and after alternating, so both see the same machine load; ratios (vs
+rdsamp, after/before) are computed within a round and reported as the median and range over ``--repeat``
+rounds, rec/s as the best. The machine may be shared: compare ratios, not absolute figures across runs.
 
     python bench/data_prepare.py [--records 2000] [--workers 2] [--before HEAD] [--repeat 2] [--work DIR]
 """
@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,6 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 def _one(method: str, root: Path, out: Path, workers: int) -> dict:
     import esi
 
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    cpu0 = me.ru_utime + me.ru_stime
     t0 = time.perf_counter()
     if method == "rdsamp":
         import pandas as pd
@@ -58,10 +61,11 @@ def _one(method: str, root: Path, out: Path, workers: int) -> dict:
         s = prepare("ptbxl", root, out, workers=workers, progress=False, overwrite=True)
         n = s.records_seen
     dt = time.perf_counter() - t0
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime - cpu0
     return {"method": method, "workers": workers, "records": n, "seconds": dt, "records_per_s": n / dt,
-            "peak_rss_mb": peak_kb / 1024, "peak_child_rss_mb": child_kb / 1024, "esi": str(Path(esi.__file__).parent)}
+            "cpu_s": cpu, "peak_rss_mb": me.ru_maxrss / 1024, "peak_child_rss_mb": kids.ru_maxrss / 1024,
+            "esi": str(Path(esi.__file__).parent)}
 
 
 def _extract(rev: str, work: Path) -> Path:
@@ -89,7 +93,7 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=2000)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--before", default="HEAD", help="git revision to compare with ('' to skip)")
-    ap.add_argument("--repeat", type=int, default=2, help="runs per method (the best is kept)")
+    ap.add_argument("--repeat", type=int, default=2, help="rounds (every method once per round)")
     ap.add_argument("--work", type=Path, default=None, help="work folder (default: a temporary one)")
     ap.add_argument("--one", choices=["rdsamp", "read", "prepare"], help=argparse.SUPPRESS)
     ap.add_argument("--root", type=Path, help=argparse.SUPPRESS)
@@ -117,31 +121,44 @@ def main() -> None:
     plan = [("rdsamp", 0, "", None)]
     for method, workers in (("read", 0), ("prepare", 0), ("prepare", args.workers)):
         plan += [(method, workers, label, path) for label, path in versions]
-    best: dict[tuple, dict] = {}
+    rounds: list[dict[tuple, dict]] = []
     for _ in range(max(1, args.repeat)):
+        runs: dict[tuple, dict] = {}
         for method, workers, label, path in plan:
             out = work / f"store-{method}-{workers}-{'before' if path else 'after'}"
-            r = _run(method, workers, root, out, path) | {"version": label}
-            key = (method, workers, label)
-            if key not in best or r["records_per_s"] > best[key]["records_per_s"]:
-                best[key] = r
-    rows = [best[(m, w, label)] for m, w, label, _ in plan]
-    base = rows[0]["records_per_s"]
-    print(f"\n{'method':<44}{'records':>8}{'seconds':>9}{'rec/s':>9}{'vs rdsamp':>11}{'vs before':>11}"
-          f"{'peak MB':>9}{'workers MB':>12}")
-    for r in rows:
-        label = r["method"] + (f" ({r['workers']} workers)" if r["workers"] else "") + (
-            f", {r['version']}" if r["version"] else "")
-        before = best.get((r["method"], r["workers"], versions[0][0])) if len(versions) > 1 else None
-        vs = (f"{r['records_per_s'] / before['records_per_s']:>11.2f}" if before and r["version"] == "after"
-              else f"{'':>11}")
-        print(f"{label:<44}{r['records']:>8}{r['seconds']:>9.1f}{r['records_per_s']:>9.1f}"
-              f"{r['records_per_s'] / base:>11.2f}{vs}{r['peak_rss_mb']:>9.0f}{r['peak_child_rss_mb']:>12.0f}")
-    print(f"\nbest of {args.repeat} per method, methods interleaved; cores: {os.cpu_count()}, "
-          f"load average {os.getloadavg()[0]:.1f} (a shared machine: compare ratios within this run)")
+            runs[(method, workers, label)] = _run(method, workers, root, out, path) | {"version": label}
+        rounds.append(runs)
+        _report(rounds, plan, versions[0][0] if len(versions) > 1 else None)
+    print(f"cores: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f} (on a shared machine compare the ratios "
+          "of one round, not absolute figures across runs)")
     print("rdsamp and read only read; prepare also resamples, filters, harmonises labels and writes float16 "
-          "shards. 'read' is where the input checks sit: its after/before ratio is their cost.")
+          "shards. 'read' is where the input checks sit: its after/before ratio is their cost. cpu s: user+system "
+          "seconds of the process and its workers (less sensitive to other load than the wall clock).")
 
+
+def _spread(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+
+def _report(rounds: list[dict[tuple, dict]], plan: list[tuple], before_label: str | None) -> None:
+    """Per method: the best rec/s of all rounds, and the ratios vs rdsamp / vs before computed within each
+    round (median and range over the rounds)."""
+    print(f"\nafter {len(rounds)} round(s), methods interleaved in each; ratios per round: median (min-max)")
+    print(f"{'method':<40}{'rec/s':>8}{'cpu s':>7}{'vs rdsamp':>20}{'vs before':>20}{'peak MB':>9}{'workers MB':>11}")
+    for method, workers, label, _ in plan:
+        key = (method, workers, label)
+        runs = [r[key] for r in rounds]
+        best = max(runs, key=lambda r: r["records_per_s"])
+        vs_rdsamp = [r[key]["records_per_s"] / r[("rdsamp", 0, "")]["records_per_s"] for r in rounds]
+        vs_before = ""
+        if before_label and label == "after":
+            vs_before = _spread([r[key]["records_per_s"] / r[(method, workers, before_label)]["records_per_s"]
+                                 for r in rounds])
+        name = method + (f" ({workers} workers)" if workers else "") + (f", {label}" if label else "")
+        print(f"{name:<40}{best['records_per_s']:>8.1f}{best['cpu_s']:>7.1f}{_spread(vs_rdsamp):>20}"
+              f"{vs_before:>20}{best['peak_rss_mb']:>9.0f}{best['peak_child_rss_mb']:>11.0f}")
 
 if __name__ == "__main__":
     main()

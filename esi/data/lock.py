@@ -16,7 +16,9 @@ prepare), none of them while an exclusive holder runs, and vice versa. A shared 
 lock file of its own (``.<name>.lock.<key>``) so that the refusal message can still name the PIDs.
 
 The kernel releases an ``flock`` when its process dies, so a crash never leaves a lock that blocks forever;
-the recorded PID only feeds the messages and the stale-lock warning.
+the recorded PID only feeds the messages and the stale-lock warning. A forked child inherits the lock's file
+descriptor, and with it the lock: worker processes call :func:`close_inherited_locks` so that a lock is held
+by its owner alone and dies with it.
 """
 
 from __future__ import annotations
@@ -37,6 +39,16 @@ from esi.errors import LockedError
 
 log = logging.getLogger(__name__)
 POLL_S = 0.2
+_HELD: set[int] = set()  # descriptors of the locks this process holds (see close_inherited_locks)
+
+
+def close_inherited_locks() -> None:
+    """In a forked child: close the lock descriptors inherited from the parent (the parent keeps its locks:
+    an flock is released only when every descriptor of it is closed, or by its owner)."""
+    for fd in list(_HELD):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
 
 
 def lock_path(path: str | Path) -> Path:
@@ -169,6 +181,7 @@ def exclusive_lock(path: str | Path, what: str, *, timeout: float = 0.0, shared:
             if info is None or not _owner_alive(info):
                 p.unlink(missing_ok=True)
     own_record = lock.parent / f"{lock.name}.{key or os.getpid()}" if shared else None
+    _HELD.add(fd)
     try:
         if shared:
             own_record.write_text(json.dumps(me) + "\n")
@@ -182,4 +195,5 @@ def exclusive_lock(path: str | Path, what: str, *, timeout: float = 0.0, shared:
             os.ftruncate(fd, 0)  # an empty lock file means 'free' to anyone who reads it
         with contextlib.suppress(OSError):
             fcntl.flock(fd, fcntl.LOCK_UN)
+        _HELD.discard(fd)
         os.close(fd)

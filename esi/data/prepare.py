@@ -1,8 +1,15 @@
-"""``esi data prepare``: any source -> a store, in shards, with worker processes, resumable, with rejects."""
+"""``esi data prepare``: any source -> a store, in shards, with worker processes, resumable, with rejects.
+
+The parent lists the records, splits each shard to do into parts (one part per shard, unless there are too
+few shards to keep every worker busy to the end), and hands the parts to workers (esi.data.convert), which
+stream their windows to disk; the parent commits a shard once all its parts are in (esi.data.shards), and
+finally writes the store's manifest and header.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import heapq
 import json
 import logging
 import multiprocessing as mp
@@ -10,19 +17,14 @@ import os
 import shutil
 import sys
 import time
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from esi.data.lock import exclusive_lock
-from esi.data.preprocess import PreprocessConfig, preprocess
-from esi.data.readers import get_reader
-from esi.data.readers.base import RecordRef
-from esi.data.record import LEADS
-from esi.data.store import (
-    FILE_MODE,
+from esi.data.convert import PartResult, PartTask, build_part, init_worker, part_path, warm_imports
+from esi.data.layout import (
     MANIFEST_COLUMNS,
     SCHEMA_VERSION,
     SIGNAL_DTYPE,
@@ -30,8 +32,15 @@ from esi.data.store import (
     atomic_write_json,
     atomic_write_parquet,
     is_esi_store,
+    shard_dir,
 )
-from esi.errors import ConfigError, DataError, EsiError, StoreError
+from esi.data.lock import exclusive_lock
+from esi.data.preprocess import PreprocessConfig
+from esi.data.readers import get_reader
+from esi.data.readers.base import RecordRef
+from esi.data.record import LEADS
+from esi.data.shards import commit_shard, fresh_tmp_dir, shard_done
+from esi.errors import ConfigError, DataError, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -54,45 +63,6 @@ class PrepareSummary:
     @property
     def records_per_s(self) -> float:
         return self.records_seen / self.seconds if self.seconds > 0 else 0.0
-
-
-def _harmonizer():
-    """The label harmoniser of the CQA vocabulary (import kept local: workers import it once)."""
-    from esi.conditions.harmonize import harmonize
-
-    return harmonize
-
-
-def _process(task: tuple[str, RecordRef, PreprocessConfig]) -> tuple[list[dict], list[np.ndarray], dict | None]:
-    """Worker: read + preprocess + harmonise one record. Never raises for a bad record: returns a reject."""
-    source, ref, config = task
-    if ref.error:
-        return [], [], {"record_id": ref.record_id, "path": ref.path, "reason": ref.error}
-    try:
-        record = get_reader(source).read(ref)
-        harmonized = _harmonizer()(record.label_system, record.labels, record.report)
-        record.conditions = harmonized.conditions
-        rows, sigs = [], []
-        for win in preprocess(record, config):
-            m = win.meta
-            rows.append({
-                "record_id": win.record_id, "source": win.source, "subject_id": win.subject_id,
-                "age": win.age, "sex": win.sex, "fold": win.fold, "label_system": win.label_system,
-                "labels": json.dumps(win.labels, sort_keys=True),
-                "conditions": json.dumps(harmonized.conditions, sort_keys=True),
-                "report": win.report, "path": win.path, "original_fs": float(m["original_fs"]),
-                "original_n_samples": int(m["original_n_samples"]), "window": int(m["window"]),
-                "padded_samples": int(m["padded_samples"]), "nan_fraction": float(m["nan_fraction"]),
-                "nan_filled": bool(m["nan_filled"]), "unmapped": harmonized.unmapped,
-                "flags": json.dumps(list(m.get("flags") or [])),
-            })
-            sigs.append(win.signal.astype(SIGNAL_DTYPE))  # half the bytes to pickle and to hold
-        return rows, sigs, None
-    except EsiError as exc:
-        return [], [], {"record_id": ref.record_id, "path": ref.path, "reason": str(exc)}
-    except Exception as exc:  # a reader bug must not lose the batch: reject the record, keep the reason
-        return [], [], {"record_id": ref.record_id, "path": ref.path,
-                        "reason": f"unexpected {type(exc).__name__}: {exc}; file: {ref.path}"}
 
 
 def _plan(source: str, root: Path, n_refs: int, shard_size: int, config: PreprocessConfig) -> dict[str, Any]:
@@ -150,53 +120,13 @@ def _check_or_write_plan(out: Path, plan: dict[str, Any], resume: bool) -> None:
     atomic_write_json(plan_path, plan)
 
 
-def _shard_done(out: Path, k: int) -> bool:
-    d = out / "shards" / f"shard-{k:05d}"
-    return all((d / f).is_file() for f in ("signals.npy", "manifest.parquet", "rejects.parquet"))
-
-
-def _write_shard(out: Path, k: int, rows: list[dict], sigs: list[np.ndarray], rejects: list[dict],
-                 n_samples: int) -> None:
-    import pandas as pd
-
-    shards = out / "shards"
-    final = shards / f"shard-{k:05d}"
-    tmp = shards / f".tmp-shard-{k:05d}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    arr = np.lib.format.open_memmap(tmp / "signals.npy", mode="w+", dtype=SIGNAL_DTYPE,
-                                    shape=(len(sigs), len(LEADS), n_samples))
-    for i, s in enumerate(sigs):
-        arr[i] = s
-    arr.flush()
-    del arr
-    manifest = pd.DataFrame(rows)
-    if len(manifest):
-        manifest["shard"] = k
-        manifest["row"] = np.arange(len(manifest))
-    manifest.to_parquet(tmp / "manifest.parquet", index=False)
-    pd.DataFrame(rejects, columns=["record_id", "path", "reason"]).to_parquet(tmp / "rejects.parquet",
-                                                                              index=False)
-    for f in tmp.iterdir():
-        os.chmod(f, FILE_MODE)
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)  # the shard is complete exactly when its folder has its final name
-
-
-def _pool(workers: int):
-    # fork is fast, but not safe once torch (OpenMP threads) is loaded in this process
-    method = "spawn" if "torch" in sys.modules else "fork"
-    return mp.get_context(method).Pool(workers)
-
-
 def _finalise(out: Path, plan: dict[str, Any], n_shards: int, config: PreprocessConfig) -> tuple[int, int]:
     import pandas as pd
 
     manifests, rejects = [], []
     for k in range(n_shards):
-        d = out / "shards" / f"shard-{k:05d}"
-        manifests.append(pd.read_parquet(d / "manifest.parquet"))
-        rejects.append(pd.read_parquet(d / "rejects.parquet"))
+        manifests.append(pd.read_parquet(shard_dir(out, k) / "manifest.parquet"))
+        rejects.append(pd.read_parquet(shard_dir(out, k) / "rejects.parquet"))
     manifest = pd.concat([m for m in manifests if len(m)], ignore_index=True) if any(
         len(m) for m in manifests) else pd.DataFrame(columns=[*MANIFEST_COLUMNS, "unmapped", "flags"])
     if manifest["record_id"].duplicated().any():
@@ -217,6 +147,28 @@ def _finalise(out: Path, plan: dict[str, Any], n_shards: int, config: Preprocess
     }
     atomic_write_json(out / "header.json", header)  # written last: its 'complete' marks a usable store
     return len(manifest), len(rej)
+
+
+def _fifo_makespan(sizes: list[int], workers: int) -> int:
+    """Records the busiest worker converts when ``workers`` take tasks of ``sizes`` in order."""
+    loads = [0] * workers
+    for size in sizes:
+        heapq.heapreplace(loads, loads[0] + size)
+    return max(loads)
+
+
+def part_sizes(shard_sizes: list[int], workers: int, min_part: int = 32) -> list[list[int]]:
+    """Records per part of each shard: whole shards while they keep every worker busy to the end (within
+    10%); otherwise parts of about a quarter of a worker's share (a part is joined into its shard later)."""
+    total = sum(shard_sizes)
+    if workers <= 1 or not total or _fifo_makespan(shard_sizes, workers) <= 1.1 * total / workers:
+        return [[m] for m in shard_sizes]
+    target = max(min_part, -(-total // (4 * workers)))
+    out = []
+    for m in shard_sizes:
+        n = max(1, m // target)  # parts of at least the target size
+        out.append([m // n + (1 if j < m % n else 0) for j in range(n)])
+    return out
 
 
 def prepare(source: str, root: str | Path, out: str | Path, *, config: PreprocessConfig | None = None,
@@ -273,8 +225,6 @@ def _setup_lock(out: Path, shard: tuple[int, int] | None):
 def _run(source: str, root: Path, out: Path, config: PreprocessConfig, shard_size: int, workers: int,
          shard: tuple[int, int] | None, limit: int | None, overwrite: bool, resume: bool, progress: bool,
          reader_options: dict[str, Any] | None) -> PrepareSummary:
-    from tqdm import tqdm
-
     t0 = time.perf_counter()
     reader = get_reader(source)
     refs = reader.list_refs(root, **(reader_options or {}))  # every table error surfaces here, before any work
@@ -290,44 +240,14 @@ def _run(source: str, root: Path, out: Path, config: PreprocessConfig, shard_siz
         _check_or_write_plan(out, plan, resume)
     summary = PrepareSummary(out=str(out), shards_total=n_shards)
     mine = [k for k in range(n_shards) if shard is None or k % shard[1] == shard[0]]
-    todo = [k for k in mine if not _shard_done(out, k)]
+    todo = [k for k in mine if not shard_done(out, k)]
     summary.shards_skipped = len(mine) - len(todo)
-    n_todo = sum(len(refs[k * shard_size:(k + 1) * shard_size]) for k in todo)
-    pool = _pool(workers) if workers > 0 and n_todo > 1 else None
-    unmapped: dict[str, int] = {}
-    try:
-        bar = tqdm(total=n_todo, desc=f"prepare {source}", unit="rec", disable=not progress)
-        for k in todo:
-            chunk = refs[k * shard_size:(k + 1) * shard_size]
-            tasks = [(source, ref, config) for ref in chunk]
-            results = pool.imap(_process, tasks, chunksize=8) if pool else map(_process, tasks)
-            rows, sigs, rejects = [], [], []
-            for r_rows, r_sigs, reject in results:
-                rows.extend(r_rows)
-                sigs.extend(r_sigs)
-                if reject:
-                    rejects.append(reject)
-                    log.warning("rejected %s: %s", reject["record_id"], reject["reason"])
-                for row in r_rows[:1]:
-                    for label in row["unmapped"]:
-                        unmapped[label] = unmapped.get(label, 0) + 1
-                bar.update(1)
-            if len(rows) + len(rejects) < len(chunk):  # every record is a window or a reject, never lost
-                raise StoreError(f"shard {k}: {len(chunk)} records, but only {len(rows)} windows and "
-                                 f"{len(rejects)} rejects came back")
-            _write_shard(out, k, rows, sigs, rejects, config.n_samples)
-            summary.records_seen += len(chunk)
-            summary.windows_written += len(rows)
-            summary.rejected += len(rejects)
-            summary.shards_done_now += 1
-        bar.close()
-    finally:
-        if pool:
-            pool.close()
-            pool.join()
+    chunks = {k: refs[k * shard_size:(k + 1) * shard_size] for k in todo}
+    unmapped: Counter = Counter()
+    _convert(source, out, config, chunks, workers, progress, summary, unmapped)
     summary.unmapped_labels = dict(sorted(unmapped.items(), key=lambda kv: -kv[1]))
     with _setup_lock(out, shard):
-        done = sum(_shard_done(out, k) for k in range(n_shards))
+        done = sum(shard_done(out, k) for k in range(n_shards))
         if done == n_shards:
             n_records, n_rejects = _finalise(out, plan, n_shards, config)
             summary.complete = True
@@ -340,3 +260,75 @@ def _run(source: str, root: Path, out: Path, config: PreprocessConfig, shard_siz
     log.info("prepared %d records in %.1f s (%.1f records/s), %d rejected", summary.records_seen,
              summary.seconds, summary.records_per_s, summary.rejected)
     return summary
+
+
+def _convert(source: str, out: Path, config: PreprocessConfig, chunks: dict[int, list[RecordRef]], workers: int,
+             progress: bool, summary: PrepareSummary, unmapped: Counter) -> None:
+    """Convert the shards of ``chunks`` (shard -> its records), committing each once all its parts are in."""
+    from tqdm import tqdm
+
+    sizes = part_sizes([len(c) for c in chunks.values()], workers)
+    tasks, tmps, n_parts = [], {}, {}
+    for (k, chunk), parts in zip(chunks.items(), sizes, strict=True):
+        tmps[k], n_parts[k] = fresh_tmp_dir(out, k), len(parts)
+        start = 0
+        for j, size in enumerate(parts):
+            tasks.append(PartTask(source, config, k, j, part_path(tmps[k], j), chunk[start:start + size]))
+            start += size
+    pending: dict[int, dict[int, PartResult]] = {}
+    n_todo = sum(len(c) for c in chunks.values())
+    with tqdm(total=n_todo, desc=f"prepare {source}", unit="rec", disable=not progress) as bar, \
+            _results(tasks, workers if n_todo > 1 else 0, config, bar) as results:
+        for res in results:
+            for reject in res.rejects:
+                log.warning("rejected %s: %s", reject["record_id"], reject["reason"])
+            unmapped.update(res.unmapped)
+            got = pending.setdefault(res.shard, {})
+            got[res.part] = res
+            if len(got) < n_parts[res.shard]:
+                continue
+            parts = [got[j] for j in range(n_parts[res.shard])]
+            rows = [row for p in parts for row in p.rows]
+            rejects = [rej for p in parts for rej in p.rejects]
+            commit_shard(out, res.shard, tmps[res.shard], [Path(p.path) for p in parts], rows, rejects,
+                         (len(LEADS), config.n_samples))
+            del pending[res.shard]
+            summary.records_seen += sum(p.n_records for p in parts)
+            summary.windows_written += len(rows)
+            summary.rejected += len(rejects)
+            summary.shards_done_now += 1
+
+
+@contextlib.contextmanager
+def _results(tasks: list[PartTask], workers: int, config: PreprocessConfig, bar: Any
+             ) -> Iterator[Iterator[PartResult]]:
+    """The parts' results: converted in this process (workers=0) or by a pool of worker processes."""
+    if workers <= 0:
+        yield (build_part(task, tick=lambda: bar.update(1)) for task in tasks)
+        return
+    # fork is fast, but not safe once torch (OpenMP threads) is loaded in this process
+    ctx = mp.get_context("spawn" if "torch" in sys.modules else "fork")
+    if ctx.get_start_method() == "fork":
+        warm_imports(config)  # imported once here and inherited, not once per worker
+    counter = ctx.Value("q", 0)
+    pool = ctx.Pool(min(workers, len(tasks)), initializer=init_worker, initargs=(counter, os.getpid(), config))
+    try:
+        yield _polled(pool.imap_unordered(build_part, tasks), counter, bar)
+        pool.close()
+    finally:
+        pool.terminate()  # after close(): only reaps; on an error: stops the workers now
+        pool.join()
+
+
+def _polled(results: Any, counter: Any, bar: Any) -> Iterator[PartResult]:
+    """Yield pool results as they come, moving the progress bar by the workers' record counter meanwhile."""
+    while True:
+        try:
+            res = results.next(timeout=0.5)
+        except mp.TimeoutError:
+            bar.update(counter.value - bar.n)
+            continue
+        except StopIteration:
+            return
+        bar.update(counter.value - bar.n)
+        yield res

@@ -9,77 +9,43 @@ Layout::
       quarantine.parquet     optional, written by validation: record_id, failed expectations
       shards/shard-00000/    signals.npy (N, 12, n_samples) float16, manifest.parquet, rejects.parquet
 
-Every file is written to a temporary name first and renamed, so a crash never leaves a half-written file
-that looks complete, and every file gets the same permission mode (0666 less the umask). Readers refuse a
-store of another schema version, and any unreadable part of a store (header, plan, manifest, shard) is a
-StoreError that names the file, says what is wrong and how to repair it.
+This module is the reader (:class:`EcgStore`). The constants and atomic writes live in esi.data.layout, the
+shard files in esi.data.shards, ``write_store`` in esi.data.store_writer, the converter in esi.data.prepare;
+the names callers use are re-exported here. Every file is written to a temporary name first and renamed, so
+a crash never leaves a half-written file that looks complete, and every file gets the same permission mode
+(0666 less the umask). Readers refuse a store of another schema version, and any unreadable part of a store
+(header, plan, manifest, shard) is a StoreError that names the file, says what is wrong and how to repair it.
 """
 
 from __future__ import annotations
 
-import io
 import json
-import os
-import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from esi.data.layout import (  # noqa: F401  (re-exported: esi.data.store is where callers import them)
+    FILE_MODE,
+    MANIFEST_COLUMNS,
+    REJECT_COLUMNS,
+    SCHEMA_VERSION,
+    SIGNAL_DTYPE,
+    STORE_FORMAT,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_parquet,
+    is_esi_store,
+    shard_dir,
+)
 from esi.data.record import LEADS
+from esi.data.shards import read_npy_header
+from esi.data.store_writer import write_store  # noqa: F401  (re-exported)
 from esi.errors import DatasetNotFoundError, StoreError
 
 if TYPE_CHECKING:
     import pandas as pd
-
-SCHEMA_VERSION = 1
-STORE_FORMAT = "esi-store"  # header.json 'format': the proof that a folder is an ESI store (--overwrite)
-SIGNAL_DTYPE = "float16"
-MANIFEST_COLUMNS = (
-    "record_id", "source", "subject_id", "age", "sex", "fold", "label_system", "labels", "conditions",
-    "report", "path", "original_fs", "original_n_samples", "window", "padded_samples", "nan_fraction",
-    "nan_filled", "shard", "row",
-)
-
-
-def _file_mode() -> int:
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-FILE_MODE = _file_mode()  # what open() gives a new file; mkstemp's 0600 would differ from np.save's files
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            os.fchmod(fh.fileno(), FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    """Atomically write ``obj`` as indented JSON."""
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
-
-
-def atomic_write_parquet(path: str | Path, df: pd.DataFrame) -> None:
-    """Atomically write a DataFrame as parquet."""
-    import io
-
-    buf = io.BytesIO()
-    df.to_parquet(buf, index=False)
-    atomic_write_bytes(path, buf.getvalue())
 
 
 class EcgStore:
@@ -108,7 +74,7 @@ class EcgStore:
             raise StoreError(f"store {self.path}: manifest.parquet is missing; file: "
                              f"{self.path / 'manifest.parquet'}; fix: {repair_hint(self)}")
         for k in range(int(self.header.get("n_shards") or 0)):
-            self._check_shard(self.path / "shards" / f"shard-{k:05d}" / "signals.npy")
+            self._check_shard(shard_dir(self.path, k) / "signals.npy")
         self._manifest: pd.DataFrame | None = None
         self._shards: dict[int, np.ndarray] = {}
         self._locs: np.ndarray | None = None
@@ -117,12 +83,7 @@ class EcgStore:
         """A shard file exists and its .npy header promises (n, leads, samples) that its size holds: a cheap
         check (a few hundred bytes read) that finds a missing, foreign or truncated shard at open."""
         try:
-            with sig.open("rb") as fh:
-                version = np.lib.format.read_magic(fh)
-                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-                    np.lib.format.read_array_header_2_0
-                shape, _, dtype = read(fh)
-                offset = fh.tell()
+            shape, dtype, offset = read_npy_header(sig)
         except FileNotFoundError:
             raise StoreError(f"store {self.path}: shard file {sig} is missing; fix: {repair_hint(self)}") from None
         except (ValueError, OSError, SyntaxError) as exc:
@@ -220,7 +181,7 @@ class EcgStore:
     def _shard(self, shard: int) -> np.ndarray:
         arr = self._shards.get(shard)
         if arr is None:
-            path = self.path / "shards" / f"shard-{shard:05d}" / "signals.npy"
+            path = shard_dir(self.path, shard) / "signals.npy"
             try:
                 arr = np.load(path, mmap_mode="r")
             except FileNotFoundError:
@@ -335,94 +296,3 @@ def _read_parquet(path: Path, store: EcgStore, fix: str | None = None) -> pd.Dat
     except Exception as exc:  # pyarrow raises ArrowInvalid/OSError for truncated or foreign files
         raise StoreError(f"store {store.path}: {path.name} is unreadable (truncated or not parquet: "
                          f"{type(exc).__name__}: {exc}); file: {path}; fix: {fix or repair_hint(store)}") from exc
-
-
-def is_esi_store(path: str | Path) -> bool:
-    """Whether ``path`` holds an ESI store (finished or not): its header.json says so."""
-    try:
-        header = json.loads((Path(path) / "header.json").read_text())
-    except (OSError, ValueError, UnicodeDecodeError):
-        return False
-    if not isinstance(header, dict):
-        return False
-    # stores written before the 'format' field: their header has ESI's schema version and plan/leads
-    return header.get("format") == STORE_FORMAT or ("schema_version" in header and (
-        "plan" in header or "leads" in header))
-
-
-_ROW_DEFAULTS: dict[str, Any] = {
-    "source": "custom", "subject_id": None, "age": None, "sex": None, "fold": None, "label_system": "none",
-    "labels": "{}", "conditions": "{}", "report": None, "path": "", "window": 0, "padded_samples": 0,
-    "nan_fraction": 0.0, "nan_filled": False, "unmapped": "[]",
-}
-
-
-def write_store(path: str | Path, rows: Sequence[dict[str, Any]], signals: Any = None, *, fs: int = 500,
-                n_samples: int | None = None, leads: Sequence[str] = LEADS, shard_size: int = 1000,
-                header: dict[str, Any] | None = None) -> Path:
-    """Write a complete store from manifest rows and signals that are already preprocessed.
-
-    ``signals`` is one (N, leads, n) array, an iterable of per-shard arrays (streamed: a large store never
-    sits in memory), or None for a manifest-only store (enough for captions and label tables). Missing
-    manifest columns get neutral defaults; dict ``labels``/``conditions`` and list ``unmapped`` are stored as
-    JSON. ``header`` overrides header fields. Each file is written atomically and header.json last, so a
-    store is complete exactly when its header says so. ``prepare`` is the converter for real sources; this is
-    for signals that exist in memory (benchmarks, tests, generated data).
-    """
-    import pandas as pd
-
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    if signals is None:
-        chunks: Any = []
-    elif isinstance(signals, np.ndarray):
-        chunks = [signals[k:k + shard_size] for k in range(0, len(signals), shard_size)]
-    else:
-        chunks = signals
-    frames, start = [], 0
-    for k, chunk in enumerate(chunks):
-        chunk = np.asarray(chunk)
-        n_samples = int(chunk.shape[2])
-        d = path / "shards" / f"shard-{k:05d}"
-        d.mkdir(parents=True, exist_ok=True)
-        buf = io.BytesIO()
-        np.save(buf, chunk.astype(SIGNAL_DTYPE))
-        atomic_write_bytes(d / "signals.npy", buf.getvalue())
-        part = _manifest_frame(rows[start:start + len(chunk)], fs, n_samples)
-        part["shard"], part["row"] = k, np.arange(len(part))
-        atomic_write_parquet(d / "manifest.parquet", part)
-        frames.append(part)
-        start += len(chunk)
-    n_samples = int(n_samples or 5000)
-    if signals is None:
-        manifest = _manifest_frame(rows, fs, n_samples)
-        manifest["shard"], manifest["row"] = 0, np.arange(len(manifest))
-    else:
-        if start != len(rows):
-            raise StoreError(f"write_store: {start} signals but {len(rows)} manifest rows for {path}")
-        manifest = pd.concat(frames, ignore_index=True) if frames else _manifest_frame([], fs, n_samples)
-    atomic_write_parquet(path / "manifest.parquet", manifest)
-    atomic_write_parquet(path / "rejects.parquet", pd.DataFrame(columns=["record_id", "path", "reason"]))
-    head = {"format": STORE_FORMAT, "schema_version": SCHEMA_VERSION, "fs": fs, "n_samples": n_samples,
-            "duration_s": n_samples / fs,
-            "leads": list(leads), "dtype": SIGNAL_DTYPE, "units": "mV", "preprocess": {}, "plan": {},
-            "n_records": int(len(manifest)), "n_rejects": 0, "n_shards": len(frames),
-            "shards_done": len(frames), "complete": True, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    head.update(header or {})
-    atomic_write_json(path / "header.json", head)
-    return path
-
-
-def _manifest_frame(rows: Sequence[dict[str, Any]], fs: int, n_samples: int) -> pd.DataFrame:
-    import pandas as pd
-
-    out = []
-    for r in rows:
-        row = {**_ROW_DEFAULTS, "original_fs": float(fs), "original_n_samples": n_samples, **r}
-        for key in ("labels", "conditions", "unmapped"):
-            if not isinstance(row[key], str):
-                row[key] = json.dumps(row[key], sort_keys=True)
-        out.append(row)
-    columns = [c for c in MANIFEST_COLUMNS if c not in ("shard", "row")] + ["unmapped"]
-    extra = [c for r in out for c in r if c not in columns]
-    return pd.DataFrame(out, columns=columns + list(dict.fromkeys(extra)))

@@ -173,17 +173,49 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_kill_9_then_resume_gives_every_record_exactly_once(synth_root: Path, tmp_path: Path, caplog) -> None:
+def _children(pid: int) -> list[int]:
+    """PIDs whose parent is ``pid`` (from /proc)."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state == "Z"
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_kill_9_then_resume_gives_every_record_exactly_once(synth_root: Path, tmp_path: Path, caplog,
+                                                            workers: int) -> None:
+    if workers and not Path("/proc/self/stat").exists():
+        pytest.skip("needs /proc to find the worker processes")
     out = tmp_path / "store"
     cmd = [sys.executable, "-m", "esi.cli", "data", "prepare", "--source", "ptbxl", "--root", str(synth_root),
-           "--out", str(out), "--shard-size", "2", "--workers", "0", "--quiet"]
+           "--out", str(out), "--shard-size", "2", "--workers", str(workers), "--quiet"]
     child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not (out / "shards" / "shard-00003").is_dir():
         assert child.poll() is None and time.monotonic() < deadline, "prepare ended before it could be killed"
         time.sleep(0.005)
+    pool = _children(child.pid)
+    assert len(pool) >= workers
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
+    # the workers die with it (they write parts, and hold none of its locks): nothing writes after a kill
+    deadline = time.monotonic() + 10
+    while not all(_gone(pid) for pid in pool):
+        assert time.monotonic() < deadline, "worker processes outlived the killed prepare"
+        time.sleep(0.05)
     done_before = len(list((out / "shards").glob("shard-*")))
     assert 0 < done_before < 60, "killed mid-way"
     with pytest.raises(StoreError, match="incomplete"):
@@ -194,6 +226,40 @@ def test_kill_9_then_resume_gives_every_record_exactly_once(synth_root: Path, tm
     assert s.complete and s.shards_skipped == done_before
     ids = EcgStore(out).manifest["record_id"].tolist()
     assert len(ids) == len(set(ids)) == 120
+    assert not list((out / "shards").glob(".tmp-*")), "the killed run's temporary shards are cleaned up"
+
+
+def test_a_forked_worker_holds_none_of_the_parent_locks(tmp_path: Path) -> None:
+    """A worker forked inside the lock would keep it (flock belongs to the open file, which fork shares) after
+    its parent is killed; close_inherited_locks drops the child's copy, so the lock dies with its owner."""
+    out = tmp_path / "s"
+    script = (
+        "import multiprocessing as mp, os, sys, time\n"
+        "from esi.data.lock import close_inherited_locks, exclusive_lock\n"
+        "def child(close):\n"
+        "    if close: close_inherited_locks()\n"
+        "    print(os.getpid(), flush=True)  # once its descriptors are as they will stay\n"
+        "    time.sleep(60)\n"
+        "with exclusive_lock(sys.argv[1], 'test'):\n"
+        "    mp.get_context('fork').Process(target=child, args=(sys.argv[2] == '1',)).start()\n"
+        "    time.sleep(60)\n")
+    for close in (True, False):
+        proc = subprocess.Popen([sys.executable, "-c", script, str(out), "1" if close else "0"],
+                                stdout=subprocess.PIPE, text=True)
+        worker = int(proc.stdout.readline())
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        try:
+            if close:
+                with exclusive_lock(out, "esi data prepare"):
+                    pass
+            else:  # without it the orphan still holds the lock: what the test guards against
+                with pytest.raises(LockedError):
+                    with exclusive_lock(out, "esi data prepare"):
+                        pass
+        finally:
+            os.kill(worker, signal.SIGKILL)
+        time.sleep(0.1)
 
 
 # --- store errors ---------------------------------------------------------------------------------------------

@@ -113,3 +113,43 @@ def test_bandpass_equals_scipy_sosfiltfilt(fs: float, hp, lp, n: int) -> None:
     expected = sosfiltfilt(sos, x, axis=1, padlen=min(n - 1, 3 * (2 * len(sos) + 1) * 10))
     for _ in range(2):  # the second call uses the cached design
         np.testing.assert_allclose(bandpass(x, fs, hp, lp), expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("kernel", ["in_place", "sosfilt"])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_bandpass_paths_and_layouts_give_sosfiltfilt(kernel: str, order: str, monkeypatch) -> None:
+    """scipy's in-place kernel on our buffers and the public sosfilt fallback give sosfiltfilt, for C- and
+    Fortran-ordered signals (a .mat signal arrives in Fortran order), and leave the input untouched."""
+    from scipy.signal import butter, sosfiltfilt
+
+    import esi.data.preprocess as pre
+
+    if kernel == "sosfilt":
+        monkeypatch.setattr(pre, "_inplace_sosfilt", lambda: None)
+    else:
+        assert pre._inplace_sosfilt() is not None, "the probe refused scipy's kernel: the fast path is off"
+    x = np.asarray(np.random.default_rng(2).normal(size=(12, 3000)).cumsum(axis=1), order=order)
+    before = x.copy()
+    sos = butter(2, [0.5, 100.0], btype="bandpass", fs=500, output="sos")
+    expected = sosfiltfilt(sos, x, axis=1, padlen=150)
+    np.testing.assert_allclose(bandpass(x, 500, 0.5, 100.0), expected, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(x, before)
+    one = x[:, :1]  # padlen 0: the kernel must not filter the caller's array in place
+    np.testing.assert_allclose(bandpass(one, 500, 0.5, 100.0), sosfiltfilt(sos, one, axis=1, padlen=0),
+                               rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(x, before)
+
+
+def test_preprocess_windows_match_preprocess() -> None:
+    """The converter's path (float64 windows, no record per window) is preprocess() before its float32 cast."""
+    from esi.data.preprocess import preprocess_windows
+
+    rec = _sine_record(500, 25.0)
+    config = PreprocessConfig(window="all")
+    wins, nan_frac = preprocess_windows(rec, config)
+    recs = preprocess(rec, config)
+    assert [w[0] for w in wins] == [r.meta["window"] for r in recs] == [0, 1]
+    assert [r.record_id for r in recs] == ["r", "r#w1"] and nan_frac == 0.0
+    for (_, win, _), r in zip(wins, recs, strict=True):
+        assert win.dtype == np.float64
+        np.testing.assert_array_equal(win.astype(np.float32), r.signal)

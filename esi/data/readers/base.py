@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,15 +105,21 @@ def _check_signal_files(base: Path, header: WfdbHeader) -> None:
         per_file.setdefault(spec.file_name, []).append(spec)
     for fname, specs in per_file.items():
         fpath = base / fname
-        if not fpath.is_file():
-            what = "a folder" if fpath.is_dir() else "missing"
+        try:
+            st = os.stat(fpath)  # one stat: existence, kind and size
+        except OSError as exc:
+            if exc.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                raise
+            st = None
+        if st is None or not stat.S_ISREG(st.st_mode):
+            what = "a folder" if st is not None and stat.S_ISDIR(st.st_mode) else "missing"
             raise RecordReadError(f"signal file is {what}", path=str(fpath),
                                   fix="copy the signal file next to its .hea header")
         offset = specs[0].byte_offset
         if fname.lower().endswith(".mat"):
             _check_mat_v4(fpath, header, len(specs), offset)
         nbytes = offset + sum(BYTES_PER_SAMPLE[s.fmt] * s.samples_per_frame for s in specs) * header.n_samples
-        size = fpath.stat().st_size
+        size = st.st_size
         if size < int(nbytes):
             raise RecordReadError(f"signal file is truncated: {size} bytes, the header promises {int(nbytes)}",
                                   path=str(fpath), fix="re-download or re-export the record")
@@ -145,6 +154,16 @@ def _wfdb_digital(record_path: str, header: WfdbHeader) -> np.ndarray:
     return digital
 
 
+def _lead_order(header: WfdbHeader) -> tuple[np.ndarray | None, DataError | None]:
+    """(indices of the header's signals in canonical lead order, or the DataError of missing/duplicated leads),
+    found from the names alone, so that only the 12 leads are ever scaled."""
+    names = [s.name for s in header.signals]
+    try:
+        return reorder_leads(np.arange(header.n_signals)[:, None], names, path=header.path)[:, 0], None
+    except DataError as exc:
+        return None, exc
+
+
 def load_wfdb(record_path: str, *, force_fs: float | None = None) -> LoadedSignal:
     """Read a WFDB record: 12 leads in canonical order, mV, with the header's rate (or ``force_fs``).
 
@@ -155,6 +174,7 @@ def load_wfdb(record_path: str, *, force_fs: float | None = None) -> LoadedSigna
     header = load_header(record_path + ".hea", force_fs=force_fs)
     base = Path(record_path).parent
     _check_signal_files(base, header)
+    order, lead_error = _lead_order(header)
     digital = _fast_path(base, header)
     if digital is None:
         from wfdb.io._signal import _digi_nan
@@ -162,22 +182,25 @@ def load_wfdb(record_path: str, *, force_fs: float | None = None) -> LoadedSigna
         digital = _wfdb_digital(record_path, header)
         invalid = np.array([_digi_nan(s.fmt) for s in header.signals])[:, None]
     else:
-        invalid = np.full((header.n_signals, 1), -32768)
-    gains = np.array([s.gain for s in header.signals])
-    baselines = np.array([s.baseline for s in header.signals], dtype=np.float32)[:, None]
-    scale = np.array([UNIT_SCALE[s.units.strip().lower()] or 1.0 for s in header.signals])
+        invalid = None  # format 16: the missing-sample value is -32768, the int16 minimum
+    if lead_error is not None:  # reported after the signal checks, whose reasons come first
+        raise RecordReadError(str(lead_error)) from lead_error
+    specs = [header.signals[i] for i in order]
+    digital = digital[order]  # (12, n), contiguous: later passes read it in order
+    gains = np.array([s.gain for s in specs])
+    baselines = np.array([s.baseline for s in specs], dtype=np.float32)[:, None]
+    scale = np.array([UNIT_SCALE[s.units.strip().lower()] or 1.0 for s in specs])
     # float32 in place: (d - baseline) * (unit scale / gain); NaN where WFDB stores its missing-sample value
     signal = digital.astype(np.float32)
     signal -= baselines
     signal *= (scale / gains).astype(np.float32)[:, None]
-    missing = digital == invalid
-    if missing.any():
+    if invalid is None:
+        missing = digital == -32768 if digital.min() == -32768 else None
+    else:
+        missing = digital == invalid[order]
+    if missing is not None and missing.any():
         signal[missing] = np.nan
     names = [s.name for s in header.signals]
-    try:
-        signal = reorder_leads(signal, names, path=header.path)
-    except DataError as exc:
-        raise RecordReadError(str(exc)) from exc
     return LoadedSignal(signal, header.fs, header.comments, names, header.flags, header.path)
 
 

@@ -88,26 +88,29 @@ def decode_header(data: bytes, path: str) -> tuple[str, list[str]]:
 
 def read_header_bytes(path: str | Path) -> bytes:
     """The bytes of a header file; a dangling link, a folder or an unreadable file raises RecordReadError."""
-    p = Path(path)
+    try:
+        with open(path, "rb") as fh:  # the common case costs one open; the checks run when it fails
+            return fh.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise _unreadable(Path(path), exc) from None
+
+
+def _unreadable(p: Path, exc: OSError) -> RecordReadError:
+    """Why a header could not be opened: a dangling link, a folder, missing, or the OS's reason."""
     if p.is_symlink():
         try:
             os.stat(p)
         except FileNotFoundError:
-            raise _fail(f"header is a dangling symbolic link (to {os.readlink(p)})", str(p),
-                        fix="copy the header itself, or fix the link") from None
-        except OSError as exc:  # a link loop (ELOOP) and the like
-            raise _fail(f"header cannot be read ({exc.strerror or exc})", str(p),
-                        fix="check the file's permissions and links") from exc
+            return _fail(f"header is a dangling symbolic link (to {os.readlink(p)})", str(p),
+                         fix="copy the header itself, or fix the link")
+        except OSError as err:  # a link loop (ELOOP) and the like
+            exc = err
     if p.is_dir():
-        raise _fail("header is a folder, not a file", str(p), fix="rename the folder; .hea names header files")
-    if not p.exists():
-        raise _fail("header file is missing", str(p), fix="check the path or the RECORDS list")
-    try:
-        with p.open("rb") as fh:
-            return fh.read(MAX_BYTES + 1)
-    except OSError as exc:
-        raise _fail(f"header cannot be read ({exc.strerror or exc})", str(p),
-                    fix="check the file's permissions and links") from exc
+        return _fail("header is a folder, not a file", str(p), fix="rename the folder; .hea names header files")
+    if not p.exists() and not p.is_symlink():
+        return _fail("header file is missing", str(p), fix="check the path or the RECORDS list")
+    return _fail(f"header cannot be read ({exc.strerror or exc})", str(p),
+                 fix="check the file's permissions and links")
 
 
 def parse_fs(text: str, path: str) -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import logging
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from esi.errors import DataError
 log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("ecg_id", "patient_id", "scp_codes", "strat_fold", "filename_lr", "filename_hr")
+OPTIONAL_COLUMNS = ("age", "sex", "report")
 EXPECTED = "ptbxl_database.csv with one row per record, and records500/ or records100/ with the WFDB files"
 
 
@@ -63,7 +65,8 @@ def _number(text: str, column: str, ecg_id: object, path: str, *, integer: bool)
 
 
 def read_database(db_path: Path) -> list[dict[str, str]]:
-    """Rows of ptbxl_database.csv as text; a missing required column is a DataError naming it."""
+    """Rows of ptbxl_database.csv as text, with the columns ESI reads (the required ones and age, sex,
+    report where present); a missing required column is a DataError naming it."""
     import pandas as pd
 
     try:
@@ -75,7 +78,9 @@ def read_database(db_path: Path) -> list[dict[str, str]]:
     if missing:
         raise DataError(f"missing required column(s) {', '.join(missing)} in {db_path}", path=str(db_path),
                         field=missing[0], fix=f"the PTB-XL database has columns {', '.join(REQUIRED_COLUMNS)}")
-    return db.to_dict("records")
+    columns = [c for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS) if c in db.columns]
+    # column lists zipped into rows: DataFrame.to_dict('records') boxes every cell of every column
+    return [dict(zip(columns, row, strict=True)) for row in zip(*(db[c].tolist() for c in columns), strict=True)]
 
 
 def _row_ref(row: dict[str, str], lineno: int, root: Path, db_path: str, rate: str, source: str
@@ -86,9 +91,9 @@ def _row_ref(row: dict[str, str], lineno: int, root: Path, db_path: str, rate: s
         if ecg_id is None:
             raise DataError(f"line {lineno}: ecg_id is empty", path=db_path, field="ecg_id")
         hr, lr = row["filename_hr"].strip(), row["filename_lr"].strip()
-        if rate == "500" or (rate == "auto" and (root / f"{hr}.hea").exists()):
+        if rate == "500" or (rate == "auto" and os.path.exists(os.path.join(root, hr + ".hea"))):
             rel = hr
-        elif rate == "100" or (rate == "auto" and (root / f"{lr}.hea").exists()):
+        elif rate == "100" or (rate == "auto" and os.path.exists(os.path.join(root, lr + ".hea"))):
             rel = lr
         else:
             rel = hr  # neither present: the read fails with a clear 'header file is missing' and a rejects row
