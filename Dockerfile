@@ -37,6 +37,8 @@ COPY components components
 COPY pipelines pipelines
 # The real sample records esi_full scores at its end (tests/fixtures/real, see its PROVENANCE.md).
 COPY tests/fixtures/real tests/fixtures/real
+# The real-ECG benchmark: prepare-real reads it, and pretraining reads its split.csv to leave its evaluation part out
+COPY tests/fixtures/real_benchmark tests/fixtures/real_benchmark
 # Editable install: components/, pipelines/ and the sample records resolve next to the package.
 RUN uv pip install --python /opt/venv/bin/python --constraint .ci/constraints.txt -e . psycopg2-binary \
  && python -m compileall -q esi components pipelines

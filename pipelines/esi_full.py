@@ -1,6 +1,11 @@
 """esi_full: synthetic or real ECGs -> store -> validation gate -> knowledge base -> captions -> pretraining ->
 evaluation -> registry -> promotion -> bento -> batch scores. Compile: ``esi pipeline compile``.
 
+With real_benchmark (default on, as in ``esi run``) the shipped real-ECG benchmark records are prepared and
+captioned too, their pretraining part is mixed into pretraining (mix_real), and their evaluation part is scored
+(evaluate_real); register attaches both evaluations, so the registry and the model card carry real.conditions.*.
+Off, the real steps still run but skip (one graph; KFP cannot wire a conditional task's artifact onward).
+
 The defaults are the embedded run of ``make run`` (about ten minutes on two CPU cores under kfp.local); on a
 cluster pass work_root on the PVC (the default), launcher=pytorchjob or trainjob, and a bigger model.
 """
@@ -9,9 +14,9 @@ from kfp import dsl
 
 from components.bento.component import build_bento
 from components.caption.component import caption
-from components.evaluate.component import evaluate
+from components.evaluate.component import evaluate, evaluate_real
 from components.kb.component import build_kb
-from components.prepare.component import prepare_merge, prepare_plan, prepare_shard
+from components.prepare.component import prepare_merge, prepare_plan, prepare_real, prepare_shard
 from components.pretrain.component import pretrain
 from components.promote.component import promote
 from components.register.component import register
@@ -32,6 +37,9 @@ def esi_full(
     shard_size: int = 200,
     seed: int = 0,
     validation_gate: bool = True,
+    real_benchmark: bool = True,
+    mix_real: bool = True,
+    real_n_bootstrap: int = 1000,
     embeddings: str = "local",
     embedding_model: str = "",
     embedding_base_url: str = "",
@@ -68,6 +76,7 @@ def esi_full(
                                        shard_size=shard_size), cpu="4", memory="8Gi")
     store = on_cluster(prepare_merge(work_root=work_root, shard_records=dsl.Collected(one.output), source=source,
                                      source_root=source_root, shard_size=shard_size))
+    real = on_cluster(prepare_real(work_root=work_root, enabled=real_benchmark), cpu="2", memory="8Gi")
     checked = on_cluster(validate(work_root=work_root, store=store.outputs["store"], gate=validation_gate),
                          cpu="2", memory="8Gi")
     with dsl.If(checked.outputs["proceed"] == True, name="validation-passed"):  # noqa: E712 (a KFP condition)
@@ -75,19 +84,32 @@ def esi_full(
                                  embedding_base_url=embedding_base_url, corpus=kb_corpus), secret=True)
         captions = on_cluster(caption(work_root=work_root, store=store.outputs["store"], kb=kb.outputs["kb"],
                                       llm=llm, llm_model=llm_model, llm_base_url=llm_base_url), secret=True)
+        real_captions = on_cluster(caption(work_root=work_root, store=real.outputs["store"], kb=kb.outputs["kb"],
+                                           part="real", llm=llm, llm_model=llm_model, llm_base_url=llm_base_url),
+                                   secret=True)
+        # After the run's own captions: both write the one caption cache (SQLite on the shared volume).
+        real_captions.set_display_name("caption-real").after(captions)
         # The pretrain step itself needs no GPU on a cluster: it launches the PyTorchJob/TrainJob and waits.
         trained = on_cluster(pretrain(work_root=work_root, store=store.outputs["store"],
-                                      captions=captions.outputs["captions"], model_config=model_config, epochs=epochs,
+                                      captions=captions.outputs["captions"], real_store=real.outputs["store"],
+                                      real_captions=real_captions.outputs["captions"], mix_real=mix_real,
+                                      model_config=model_config, epochs=epochs,
                                       batch_size=batch_size, lr=lr, seed=seed, launcher=launcher,
                                       nproc_per_node=nproc_per_node, nodes=nodes, namespace=job_namespace,
                                       image=training_image, timeout_s=job_timeout_s, cleanup=job_cleanup,
                                       mlflow_tracking_uri=mlflow_tracking_uri), cpu="2", memory="8Gi")
         evaluated = on_cluster(evaluate(work_root=work_root, model=trained.outputs["model"],
-                                        store=store.outputs["store"], task=task, modes=eval_modes, seed=seed,
-                                        mlflow_tracking_uri=mlflow_tracking_uri), cpu="4", memory="16Gi", gpu=1)
+                                        store=store.outputs["store"], kb=kb.outputs["kb"], task=task,
+                                        modes=eval_modes, seed=seed, mlflow_tracking_uri=mlflow_tracking_uri),
+                               cpu="4", memory="16Gi", gpu=1)
+        evaluated_real = on_cluster(evaluate_real(work_root=work_root, model=trained.outputs["model"],
+                                                  store=real.outputs["store"], kb=kb.outputs["kb"],
+                                                  n_bootstrap=real_n_bootstrap, seed=seed),
+                                    cpu="4", memory="16Gi", gpu=1)
         with dsl.If(serve == True, name="serve"):  # noqa: E712
             reg = on_cluster(register(work_root=work_root, model=trained.outputs["model"],
-                                      evaluation=evaluated.outputs["evaluation"], model_name=model_name,
+                                      evaluation=evaluated.outputs["evaluation"],
+                                      evaluation_real=evaluated_real.outputs["evaluation"], model_name=model_name,
                                       mlflow_tracking_uri=mlflow_tracking_uri))
             decision = on_cluster(promote(work_root=work_root, version=reg.outputs["version"], model_name=model_name,
                                           gates=promotion_gates, mlflow_tracking_uri=mlflow_tracking_uri))

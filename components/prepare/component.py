@@ -1,4 +1,5 @@
-"""Prepare data: plan the shards, convert each shard in parallel (dsl.ParallelFor), then merge into one store."""
+"""Prepare data: plan the shards, convert each shard in parallel (dsl.ParallelFor), then merge into one store;
+and the real-ECG benchmark store (prepare_real)."""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Output
@@ -46,3 +47,16 @@ def prepare_merge(work_root: str, shard_records: list, store: Output[Dataset], s
     store.metadata.update({"path": str(p["prepare"]), "records": s.windows_written, "rejected": s.rejected,
                            "shards": s.shards_total, "shard_tasks": len(shard_records)})
     write_json(store.path, {"path": str(p["prepare"]), "summary": summary})
+
+
+@dsl.component(**COMPONENT_OPTIONS)
+def prepare_real(work_root: str, store: Output[Dataset], enabled: bool = True):
+    """The real-ECG benchmark records shipped with ESI (tests/fixtures/real_benchmark, source wfdb) as the store
+    WORK_ROOT/real_store: captioned for pretraining (its pretraining part) and scored by evaluate_real (its
+    evaluation part). ENABLED=False writes a store artifact without a path: the real steps after it skip."""
+    from esi.pipeline.kfp_steps import init_step, prepare_real_store, write_json
+
+    init_step(work_root)
+    meta = prepare_real_store(work_root, enabled=enabled)
+    store.metadata.update(meta)
+    write_json(store.path, meta)

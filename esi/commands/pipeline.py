@@ -40,6 +40,10 @@ def run_cmd(local: bool = typer.Option(False, "--local", help="run through kfp.l
             epochs: int = typer.Option(None, min=1, help="pretraining epochs [3]"),
             model: str = typer.Option(None, help="model config [esi_cpu]"),
             serve: bool = typer.Option(True, "--serve/--no-serve", help="register, promote, bento and score"),
+            real: bool = typer.Option(None, "--real/--no-real", help="prepare, caption and evaluate on the shipped "
+                                      "real-ECG benchmark [on] (real_benchmark)"),
+            mix_real: bool = typer.Option(None, "--mix-real/--no-mix-real", help="pretrain on the real benchmark's "
+                                          "pretraining part too [on] (mix_real)"),
             param: list[str] = typer.Option(None, "--param", "-p", help="any pipeline parameter, KEY=VALUE"),
             pipeline: str = typer.Option("esi_full", help="esi_full | batch_scoring")) -> None:
     """Run a pipeline end to end on the embedded defaults and print each step's time and where results are."""
@@ -55,6 +59,7 @@ def run_cmd(local: bool = typer.Option(False, "--local", help="run through kfp.l
                                               "epochs": epochs, "model_config": model}.items() if v is not None}
     if pipeline == "esi_full":
         args["serve"] = serve
+        args.update({k: v for k, v in (("real_benchmark", real), ("mix_real", mix_real)) if v is not None})
     args.update(_params(param))
     run = run_pipeline_locally(out, args, pipeline=pipeline)
     typer.echo("\nSteps (wall time, s; ParallelFor iterations summed):")
@@ -65,6 +70,9 @@ def run_cmd(local: bool = typer.Option(False, "--local", help="run through kfp.l
     for what, where in run.outputs.items():
         typer.echo(f"  {what:<36} {where}")
     typer.echo(f"  {'step artifacts':<36} {run.pipeline_root}")
+    from esi.commands.run import _print_headline
+
+    _print_headline(run.headline)  # the same block as esi run: synthetic next to real-ECG figures
     if "bento" in run.outputs:
         from esi.settings import get_settings
 

@@ -115,27 +115,50 @@ def macro_auc(
 MAX_REDRAWS_PER_RESAMPLE = 100
 
 
+def _rank_auc(y: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """AUC of each row of (B, n) label/score matrices (rank statistic, ties one half)."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(s, axis=1)
+    n_pos = y.sum(axis=1)
+    n_neg = y.shape[1] - n_pos
+    return ((ranks * y).sum(axis=1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def bootstrap_auc_matrix(y: np.ndarray, scores: np.ndarray, cols: np.ndarray, n_bootstrap: int, seed: int
+                         ) -> tuple[np.ndarray, int]:
+    """AUC of each class in ``cols`` on ``n_bootstrap`` resamples of the records: a (n_bootstrap, len(cols))
+    matrix, and how many resamples were drawn again because a class lost all its positives or negatives.
+
+    Resamples are drawn in blocks and scored vectorised (one rank per resample and class)."""
+    rng = np.random.default_rng(seed)
+    n = y.shape[0]
+    yc, sc = y[:, cols].astype(bool), scores[:, cols].astype(np.float64)
+    kept: list[np.ndarray] = []
+    have, redrawn = 0, 0
+    limit = MAX_REDRAWS_PER_RESAMPLE * n_bootstrap
+    while have < n_bootstrap:
+        idx = rng.integers(0, n, (max(64, n_bootstrap - have), n))
+        pos = yc[idx].sum(axis=1)  # (block, classes)
+        ok = ~((pos == 0) | (pos == n)).any(axis=1)
+        redrawn += int((~ok).sum())
+        if redrawn > limit:
+            raise EvaluationError(
+                f"bootstrap: {redrawn} resamples lost every positive of a class (only {have} of "
+                f"{n_bootstrap} kept); the test split has too few positives for a CI: use --bootstrap 0"
+            )
+        idx = idx[ok][: n_bootstrap - have]
+        block = np.stack([_rank_auc(yc[idx, j], sc[idx, j]) for j in range(len(cols))], axis=1)
+        kept.append(block)
+        have += len(idx)
+    return np.concatenate(kept), redrawn
+
+
 def _bootstrap(y: np.ndarray, scores: np.ndarray, cols: np.ndarray, n_bootstrap: int, seed: int
                ) -> tuple[list[float], int]:
     """Macro AUC over ``cols`` of ``n_bootstrap`` resamples in which every class keeps both label values."""
-    rng = np.random.default_rng(seed)
-    n = y.shape[0]
-    stats: list[float] = []
-    redrawn = 0
-    limit = MAX_REDRAWS_PER_RESAMPLE * n_bootstrap
-    while len(stats) < n_bootstrap:
-        idx = rng.integers(0, n, n)
-        pos = y[idx][:, cols].sum(0)
-        if ((pos == 0) | (pos == n)).any():
-            redrawn += 1
-            if redrawn > limit:
-                raise EvaluationError(
-                    f"bootstrap: {redrawn} resamples lost every positive of a class (only {len(stats)} of "
-                    f"{n_bootstrap} kept); the test split has too few positives for a CI: use --bootstrap 0"
-                )
-            continue
-        stats.append(float(np.mean([binary_auc(y[idx, c], scores[idx, c]) for c in cols])))
-    return stats, redrawn
+    matrix, redrawn = bootstrap_auc_matrix(y, scores, cols, n_bootstrap, seed)
+    return [float(v) for v in matrix.mean(axis=1)], redrawn
 
 
 def best_f1_thresholds(y_val: np.ndarray, scores_val: np.ndarray) -> np.ndarray:

@@ -30,21 +30,27 @@ PROBE_C_GRID = (0.01, 0.1, 1.0)
 
 
 def _auc_block(y: np.ndarray, scores: np.ndarray, classes: Sequence[str], n_bootstrap: int, seed: int) -> dict:
-    """Headline mean AUC (+CI), all-class mean AUC, per-class AUC with its own CI and positives."""
-    head = [i for i, c in enumerate(classes) if c in HEADLINE]
-    cols = head or list(range(len(classes)))
-    main = macro_auc(y[:, cols], scores[:, cols], [classes[i] for i in cols], n_bootstrap=n_bootstrap, seed=seed)
+    """Headline mean AUC (+CI), all-class mean AUC, per-class AUC with its own CI and positives.
+
+    One set of bootstrap resamples (vectorised) serves every interval: each resample keeps both label values
+    of every scored class, so the headline mean and the per-class intervals come from the same draws."""
+    from esi.evaluation.metrics import bootstrap_auc_matrix
+
     every = macro_auc(y, scores, list(classes))
-    per_ci = {}
-    for i, c in enumerate(classes):
-        if c in every.per_class and n_bootstrap:
-            r = macro_auc(y[:, [i]], scores[:, [i]], [c], n_bootstrap=n_bootstrap, seed=seed)
-            per_ci[c] = [r.ci_low, r.ci_high]
+    scored = [i for i, c in enumerate(classes) if c in every.per_class]
+    head = [i for i in scored if classes[i] in HEADLINE] or scored
+    main = float(np.mean([every.per_class[classes[i]] for i in head]))
+    ci, per_ci = [None, None], {}
+    if n_bootstrap:
+        matrix, _ = bootstrap_auc_matrix(y, scores, np.asarray(scored), n_bootstrap, seed)
+        pos = {i: k for k, i in enumerate(scored)}
+        ci = [float(v) for v in np.percentile(matrix[:, [pos[i] for i in head]].mean(axis=1), [2.5, 97.5])]
+        per_ci = {classes[i]: [float(v) for v in np.percentile(matrix[:, pos[i]], [2.5, 97.5])] for i in scored}
     return {
-        "macro_auc": main.macro,
-        "ci95": [main.ci_low, main.ci_high],
-        "n_bootstrap": main.n_bootstrap,
-        "headline_classes": [classes[i] for i in cols],
+        "macro_auc": main,
+        "ci95": ci,
+        "n_bootstrap": int(n_bootstrap),
+        "headline_classes": [classes[i] for i in head],
         "all_classes_macro_auc": every.macro,
         "per_class_auc": every.per_class,
         "per_class_ci95": per_ci,

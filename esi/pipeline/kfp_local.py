@@ -2,7 +2,8 @@
 
 Each step runs as a subprocess of this Python (SubprocessRunner, no venv per step), exactly the component code a
 cluster runs in its pods; the cluster-only settings (PVC, Secret, GPUs) are ignored locally. The result records
-each step's wall time (parsed from kfp.local's own task log lines) and where the reports, model and bento are.
+each step's wall time (parsed from kfp.local's own task log lines, under each task's display name), where the
+reports, model and bento are, and the headline metrics of both evaluations (synthetic and real-ECG).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class PipelineRun:
     tasks: list[tuple[str, float, str]] = field(default_factory=list)  # (step, seconds, status) in end order
     outputs: dict[str, str] = field(default_factory=dict)
     total_s: float = 0.0
+    # {"metrics": synthetic evaluation headline, "real": real-ECG benchmark headline} (esi run's evaluate notes)
+    headline: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 class _TaskTimes(logging.Filter):
@@ -83,6 +86,7 @@ def compile_pipelines(out_dir: str | Path | None = None) -> list[Path]:
     from kfp import compiler
 
     out = Path(out_dir) if out_dir else REPO / "pipelines"
+    out.mkdir(parents=True, exist_ok=True)
     paths = []
     for name in PIPELINES:
         path = out / f"{name}.yaml"
@@ -128,16 +132,28 @@ def run_pipeline_locally(work_root: str | Path, arguments: dict[str, Any] | None
                             f"are above, artifacts under {pipeline_root}") from exc
     finally:
         root.removeFilter(times)
-    run = PipelineRun(work_root=str(work_root), pipeline_root=str(pipeline_root), tasks=times.done,
+    shown = display_names(fn)
+    tasks = [(shown.get(step, step), seconds, status) for step, seconds, status in times.done]
+    run = PipelineRun(work_root=str(work_root), pipeline_root=str(pipeline_root), tasks=tasks,
                       total_s=round(time.perf_counter() - t0, 1))
-    for step, seconds, _ in times.done:
+    for step, seconds, _ in tasks:
         run.steps[step] = round(run.steps.get(step, 0.0) + seconds, 2)
-    run.outputs = _outputs(pipeline_root)
+    run.outputs, run.headline = _outputs(pipeline_root)
     from esi.data.store import atomic_write_json
 
     atomic_write_json(work_root / "pipeline-run.json", {"steps": run.steps, "tasks": run.tasks,
-                                                        "outputs": run.outputs, "total_s": run.total_s})
+                                                        "outputs": run.outputs, "headline": run.headline,
+                                                        "total_s": run.total_s})
     return run
+
+
+def display_names(fn: Any) -> dict[str, str]:
+    """Task name -> display name, for the tasks that have one (a component used twice, as caption is for the
+    run's store and the real benchmark's, gets the task name caption-2 from kfp; its display name says which)."""
+    spec = fn.pipeline_spec
+    dags = [spec.root.dag] + [c.dag for c in spec.components.values() if c.HasField("dag")]
+    return {key: task.task_info.name for dag in dags for key, task in dag.tasks.items()
+            if task.task_info.name and task.task_info.name != key}
 
 
 def _latest_run(pipeline_root: Path) -> Path | None:
@@ -145,12 +161,13 @@ def _latest_run(pipeline_root: Path) -> Path | None:
     return runs[-1] if runs else None
 
 
-def _outputs(pipeline_root: Path) -> dict[str, str]:
-    """Where the reports, the registered model, the bento and the scores are (from the steps' artifacts)."""
+def _outputs(pipeline_root: Path) -> tuple[dict[str, str], dict[str, dict[str, float]]]:
+    """Where the reports, the registered model, the bento and the scores are, and the evaluations' headline
+    metrics (from the steps' artifacts)."""
     run = _latest_run(pipeline_root)
     out: dict[str, str] = {}
     if run is None:
-        return out
+        return out, {}
     meta: dict[str, dict[str, Any]] = {}
     params: dict[str, dict[str, Any]] = {}
     for f in run.glob("*/executor_output.json"):
@@ -162,13 +179,24 @@ def _outputs(pipeline_root: Path) -> dict[str, str]:
     pick = [("validation report", "validate.report", "report"), ("ECG store", "prepare-merge.store", "path"),
             ("evaluation report", "evaluate.report_md", "report"),
             ("evaluation report (HTML artifact)", "evaluate.report_html", None),
+            ("real-ECG benchmark store", "prepare-real.store", "path"),
+            ("real-ECG evaluation report", "evaluate-real.report_md", "report"),
+            ("real-ECG evaluation report (HTML)", "evaluate-real.report_html", None),
             ("pretrained model", "pretrain.model", "checkpoint"), ("registered model", "register.registered",
                                                                     "model_uri"),
             ("model card", "register.registered", "card"), ("served model", "promote.decision", "model_uri"),
             ("bento", "build-bento.bento", "tag"), ("scores", "score-merge.summary", "path")]
     for label, key, field_ in pick:
-        if key in meta:
+        if key in meta and not meta[key].get("skipped"):
             out[label] = str(meta[key].get(field_, "")) if field_ else str(run / key.replace(".", "/"))
     if "promote" in params:
         out["promoted to champion"] = str(params["promote"].get("passed"))
-    return {k: v for k, v in out.items() if v}
+    headline = {name: _numbers(meta.get(key)) for name, key in (("metrics", "evaluate.metrics"),
+                                                               ("real", "evaluate-real.metrics"))}
+    return {k: v for k, v in out.items() if v}, {k: v for k, v in headline.items() if v}
+
+
+def _numbers(metadata: dict[str, Any] | None) -> dict[str, float]:
+    """A Metrics artifact's logged values (its metadata holds them, plus kfp's display_name)."""
+    return {k: float(v) for k, v in (metadata or {}).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)}

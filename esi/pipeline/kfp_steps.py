@@ -86,6 +86,50 @@ def plan_prepare(source: str, root: str, work_root: str | Path, *, shard_size: i
             "shards": [f"{k}/{n_shards}" for k in range(n_shards)]}
 
 
+CAPTION_PARTS = {"main": "caption", "real": "real_captions"}  # caption part -> its layout key
+
+
+def captions_out(work_root: str | Path, part: str = "main") -> Path:
+    """Where the caption step of PART writes: the run's store (main) or the real-ECG benchmark store (real)."""
+    if part not in CAPTION_PARTS:
+        raise ConfigError(f"caption part={part!r}; known: {', '.join(CAPTION_PARTS)} (main: the run's store, "
+                          "real: the real-ECG benchmark store)")
+    return layout(work_root)[CAPTION_PARTS[part]]
+
+
+def prepare_real_store(work_root: str | Path, *, enabled: bool = True, progress: bool = False) -> dict[str, Any]:
+    """Prepare the shipped real-ECG benchmark records (esi.data.real_split.REAL_ROOT, source wfdb) into
+    WORK_ROOT/real_store, as ``esi run`` does; returns the store artifact's metadata (path '' when disabled:
+    the later real steps then skip, so one pipeline graph serves real_benchmark on and off)."""
+    if not enabled:
+        return {"path": "", "records": 0, "skipped": "real_benchmark=False"}
+    from esi.data.prepare import prepare
+    from esi.data.real_split import REAL_ROOT
+
+    if not REAL_ROOT.is_dir():
+        raise ConfigError(f"the real-ECG benchmark records are not at {REAL_ROOT}: run from a source checkout (or "
+                          "the project image, which ships tests/fixtures/real_benchmark), or set real_benchmark=False")
+    out = layout(work_root)["real_store"]
+    s = prepare("wfdb", REAL_ROOT, out, progress=progress)
+    return {"path": str(out), "source_root": str(REAL_ROOT), "records": s.windows_written, "rejected": s.rejected}
+
+
+def real_mix(store_meta: dict[str, Any] | None, captions_meta: dict[str, Any] | None,
+             enabled: bool = True) -> list[dict[str, str]]:
+    """The PretrainConfig.mix of a pipeline run: the captioned real benchmark store when MIX_REAL is on and the
+    real steps produced one (its evaluation part is left out by the training data itself)."""
+    store, captions = (store_meta or {}).get("path"), (captions_meta or {}).get("path")
+    if not (enabled and store and captions):
+        return []
+    return [{"store": str(store), "captions": str(captions)}]
+
+
+def evaluation_folders(*metas: dict[str, Any] | None) -> list[str]:
+    """The evaluation folders to register: every evaluation artifact that names one (a skipped real-benchmark
+    evaluation names none; a named folder without metrics.json is the registry's error, not dropped here)."""
+    return [str(m["path"]) for m in metas if m and m.get("path")]
+
+
 def parse_shard(text: str) -> tuple[int, int]:
     """'1/3' -> (1, 3): shard 1 (0-based) of 3, as esi.data.prepare takes it."""
     try:
@@ -199,6 +243,43 @@ def markdown_to_html(markdown: str, *, title: str, base: str | Path = ".") -> st
              "td,th{border:1px solid #ccc;padding:.2em .6em;text-align:right}img{max-width:100%}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head><body>{''.join(body)}</body></html>")
+
+
+def publish_evaluation(result: Any, metrics: Any, report_md: Any, report_html: Any, evaluation: Any, *,
+                       title: str) -> dict[str, float]:
+    """Publish an EvaluationResult on an evaluate step's artifacts: every finite headline metric on METRICS,
+    report.md as Markdown and as one self-contained HTML page, and where the evaluation folder is (register
+    reads it from EVALUATION). Returns the metrics."""
+    headline = scalar_metrics(result.headline())
+    for name, value in headline.items():
+        metrics.log_metric(name, value)
+    out = Path(result.out)
+    md = out / "report.md"
+    copy_file(md, report_md.path)
+    _write_text(report_html.path, markdown_to_html(md.read_text(), title=title, base=out))
+    where = {"path": str(out), "report": str(md), "mlflow_run_id": getattr(result, "mlflow_run_id", None) or ""}
+    for art in (report_md, report_html, evaluation):
+        art.metadata.update(where)
+    write_json(evaluation.path, {**where, "metrics": headline})
+    return headline
+
+
+def publish_skipped(report_md: Any, report_html: Any, evaluation: Any, *, title: str, reason: str) -> None:
+    """An evaluate step that had nothing to score: the reports say why, the evaluation names no folder (so
+    register leaves it out) and no metric is logged."""
+    text = f"# {title}: not run\n\n{reason}\n"
+    _write_text(report_md.path, text)
+    _write_text(report_html.path, markdown_to_html(text, title=title))
+    for art in (report_md, report_html, evaluation):
+        art.metadata.update({"path": "", "skipped": reason})
+    write_json(evaluation.path, {"path": "", "skipped": reason, "metrics": {}})
+
+
+def _write_text(path: str | Path, text: str) -> None:
+    from esi.data.store import atomic_write_bytes
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(Path(path), text.encode())
 
 
 def read_json(path: str | Path) -> Any:

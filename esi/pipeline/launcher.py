@@ -33,13 +33,20 @@ _RANK0 = {"pytorchjob": ("training.kubeflow.org/job-name={name},training.kubeflo
 
 
 def pretrain_config(model: str, store: str | Path, captions: str | Path, out: str | Path, *, epochs: int,
-                    batch_size: int, lr: float = 5e-4, seed: int = 0) -> Any:
-    """The PretrainConfig of a pipeline run (the recipe of ``esi run``: folds 9-10 held out for evaluation)."""
+                    batch_size: int, lr: float = 5e-4, seed: int = 0,
+                    mix: list[dict[str, str]] | None = None) -> Any:
+    """The PretrainConfig of a pipeline run (the recipe of ``esi run``: folds 9-10 held out for evaluation).
+
+    MIX: more ``{"store", "captions"}`` pairs pretrained on with STORE (the real benchmark's captioned store;
+    its evaluation part is never trained on). It is part of the config JSON every launcher, and so the cluster
+    job, reads.
+    """
     from esi.train.config import PretrainConfig
 
     return PretrainConfig(model=model, store=str(store), captions=str(captions), out=str(out), epochs=epochs,
                           batch_size=batch_size, warmup_epochs=min(1, epochs), decay_every=max(1, epochs), lr=lr,
-                          seed=seed, resume=True, folds=list(range(1, 9)))
+                          seed=seed, resume=True, folds=list(range(1, 9)),
+                          mix=[dict(m) for m in mix or []]).validate()
 
 
 def run_pretrain(config: Any, *, launcher: str = "in-process", nproc_per_node: int = 2, nodes: int = 1,

@@ -14,8 +14,12 @@ from typing import Any
 DESCRIPTION_LIMIT = 5000
 
 
-def store_provenance(store_path: str | Path | None, folds: list[int] | None) -> dict[str, Any]:
-    """What the model was pretrained on: sources and counts, folds, preprocessing, digest; or why unknown."""
+def store_provenance(store_path: str | Path | None, folds: list[int] | None,
+                     mix: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    """What the model was pretrained on: sources and counts, folds, preprocessing, digest; or why unknown.
+
+    ``mix``: the config's mixed-in stores (their records minus the real benchmark's evaluation part count as
+    pretraining data too, under ``<source> (mixed in)``)."""
     import hashlib
 
     from esi.data.store import open_store
@@ -59,7 +63,31 @@ def store_provenance(store_path: str | Path | None, folds: list[int] | None) -> 
         plan_root=root, generator=generator, synthetic_only=synthetic_only,
         n_subjects=int(used["subject_id"].nunique()) if "subject_id" in used else None,
     )
+    for entry in mix or []:
+        _add_mixed(info, entry.get("store"))
     return info
+
+
+def _add_mixed(info: dict[str, Any], store_path: str | None) -> None:
+    """Count a mixed-in store's pretraining records into the provenance (or say it could not be read)."""
+    from esi.data.real_split import part_mask
+    from esi.data.store import open_store
+    from esi.errors import EsiError
+
+    try:
+        store = open_store(store_path)
+    except (EsiError, OSError, TypeError) as exc:
+        info.setdefault("mix_missing", []).append(f"{store_path}: {exc}")
+        return
+    used = store.manifest.iloc[store.indices()]
+    used = used[~part_mask(used["record_id"].astype(str), "eval")]
+    for src, n in used["source"].value_counts().sort_index().items():
+        key = f"{src} (mixed in)"
+        info["sources"][key] = info["sources"].get(key, 0) + int(n)
+    info["n_records"] = int(info["n_records"]) + int(len(used))
+    info.setdefault("mix", []).append({"store": str(store.path), "n_records": int(len(used))})
+    if len(used) and set(used["source"]) != {"synthetic"}:
+        info["synthetic_only"] = False
 
 
 def _fmt(v: Any) -> str:

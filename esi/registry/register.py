@@ -202,7 +202,7 @@ def _register_new(mlc: Any, model: Any, payload: dict[str, Any], ckpt: Path, run
     extra = payload.get("extra") or {}
     pretrain = extra.get("pretrain") or {}
     pre_cfg = pretrain.get("config") or {}
-    data = store_provenance(pre_cfg.get("store"), pre_cfg.get("folds"))
+    data = store_provenance(pre_cfg.get("store"), pre_cfg.get("folds"), pre_cfg.get("mix"))
     warnings: list[str] = []
     n_ref = settings.registry_reference_records if reference_records is None else reference_records
     reference, ref_info = _reference(model, pre_cfg, data, n_ref, progress)

@@ -14,18 +14,25 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))  # components/ is a top-level package of the source tree (also when run alone)
 FOLDERS = ("prepare", "validate", "kb", "caption", "pretrain", "evaluate", "register", "promote", "bento", "score")
 # component -> (input artifacts, output artifacts) as type names
 ARTIFACTS = {
     "prepare_merge": ({}, {"store": "system.Dataset"}),
+    "prepare_real": ({}, {"store": "system.Dataset"}),
     "validate": ({"store": "system.Dataset"}, {"report": "system.HTML", "summary": "system.Artifact"}),
     "build_kb": ({}, {"kb": "system.Artifact"}),
     "caption": ({"store": "system.Dataset", "kb": "system.Artifact"}, {"captions": "system.Dataset"}),
-    "pretrain": ({"store": "system.Dataset", "captions": "system.Dataset"}, {"model": "system.Model"}),
-    "evaluate": ({"model": "system.Model", "store": "system.Dataset"},
+    "pretrain": ({"store": "system.Dataset", "captions": "system.Dataset", "real_store": "system.Dataset",
+                  "real_captions": "system.Dataset"}, {"model": "system.Model"}),
+    "evaluate": ({"model": "system.Model", "store": "system.Dataset", "kb": "system.Artifact"},
                  {"metrics": "system.Metrics", "report_md": "system.Markdown", "report_html": "system.HTML",
                   "evaluation": "system.Artifact"}),
-    "register": ({"model": "system.Model", "evaluation": "system.Artifact"}, {"registered": "system.Model"}),
+    "evaluate_real": ({"model": "system.Model", "store": "system.Dataset", "kb": "system.Artifact"},
+                      {"metrics": "system.Metrics", "report_md": "system.Markdown", "report_html": "system.HTML",
+                       "evaluation": "system.Artifact"}),
+    "register": ({"model": "system.Model", "evaluation": "system.Artifact", "evaluation_real": "system.Artifact"},
+                 {"registered": "system.Model"}),
     "promote": ({}, {"decision": "system.Artifact"}),
     "build_bento": ({}, {"bento": "system.Artifact"}),
     "score_shard": ({}, {"scores": "system.Dataset"}),
@@ -34,7 +41,6 @@ ARTIFACTS = {
 
 
 def components() -> dict[str, object]:
-    sys.path.insert(0, str(REPO))
     found = {}
     for folder in FOLDERS:
         module = importlib.import_module(f"components.{folder}.component")
@@ -67,6 +73,12 @@ def test_components_use_the_project_image_and_typed_artifacts() -> None:
         got_out = {k: v.type for k, v in (spec.outputs or {}).items() if "@" in v.type}
         assert {k: v.split("@")[0] for k, v in got_in.items()} == inputs, name
         assert {k: v.split("@")[0] for k, v in got_out.items()} == outputs, name
+    # The inputs a pipeline may leave unwired (the real benchmark's, the knowledge base of the prompts) are
+    # optional; the ones every run needs are not.
+    optional = {(n, k) for n in ARTIFACTS for k, v in found[n].component_spec.inputs.items()
+                if "@" in v.type and v.optional}
+    assert optional == {("pretrain", "real_store"), ("pretrain", "real_captions"), ("evaluate", "kb"),
+                        ("evaluate_real", "kb"), ("register", "evaluation_real")}
 
 
 def test_importing_components_and_pipelines_stays_light() -> None:

@@ -98,6 +98,15 @@ def test_register_passes_the_run_and_its_evaluation(calls, tmp_path: Path) -> No
     assert args == ("/w/pretrain",) and kw["evaluations"] == ["/w/evaluation"] and kw["name"] == "ecg"
     assert (version, uri) == (3, "models:/esi/3") and out.metadata["digest"] == "abc"
     assert Path(out.path).read_text().strip() == "models:/esi/3"
+    # The real-ECG benchmark's evaluation is registered with it; a skipped one (no folder) is left out.
+    real = Artifact(uri=str(tmp_path / "er"), metadata={"path": "/w/evaluation_real"})
+    register.python_func(work_root=str(tmp_path), model=model, evaluation=ev, evaluation_real=real, registered=out)
+    assert calls[-1][2]["evaluations"] == ["/w/evaluation", "/w/evaluation_real"]
+    assert out.metadata["evaluations"] == ["/w/evaluation", "/w/evaluation_real"]
+    skipped = Artifact(uri=str(tmp_path / "es"), metadata={"path": "", "skipped": "real_benchmark=False"})
+    register.python_func(work_root=str(tmp_path), model=model, evaluation=ev, evaluation_real=skipped,
+                         registered=out)
+    assert calls[-1][2]["evaluations"] == ["/w/evaluation"]
 
 
 def test_promote_gates_and_refusal(calls, tmp_path: Path) -> None:

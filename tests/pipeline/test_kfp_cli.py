@@ -72,3 +72,30 @@ def test_bad_cron_missing_package_and_no_local_are_clear_errors(tmp_path: Path) 
     assert res.exit_code == 2 and "--local" in res.output
     res = runner.invoke(app, ["pipeline", "run", "--local", "--out", str(tmp_path), "-p", "epochz=3"])
     assert res.exit_code == 2 and "unknown parameter(s) ['epochz']" in res.output
+
+
+def test_local_run_passes_the_real_flags_and_prints_the_headline(tmp_path: Path, monkeypatch) -> None:
+    """--no-real / --no-mix-real reach the pipeline as real_benchmark / mix_real; the summary ends with esi run's
+    headline block: synthetic zero-shot next to the real-ECG zero-shot with its CI and both probes."""
+    import esi.pipeline.kfp_local as kfp_local
+
+    seen: list[dict] = []
+
+    def fake_run(out, args, *, pipeline):
+        seen.append(args)
+        real = {"zero_shot_macro_auc": 0.634, "zero_shot_macro_auc_ci_low": 0.55, "zero_shot_macro_auc_ci_high": 0.71,
+                "linear_probe_macro_auc": 0.702, "linear_probe_random_init_macro_auc": 0.611}
+        return kfp_local.PipelineRun(work_root=str(out), pipeline_root=str(out / "kfp"), steps={"evaluate-real": 3.0},
+                                     headline={"metrics": {"zero_shot_macro_auc": 0.912}, "real": real})
+
+    monkeypatch.setattr(kfp_local, "run_pipeline_locally", fake_run)
+    res = CliRunner().invoke(app, ["pipeline", "run", "--local", "--out", str(tmp_path), "--no-real"])
+    assert res.exit_code == 0, res.output
+    assert seen[-1]["real_benchmark"] is False and "mix_real" not in seen[-1]  # unset: the pipeline's default
+    lines = res.output.splitlines()
+    assert "  synthetic test folds, zero-shot            0.912" in lines
+    assert "  real ECGs (AF, RBBB, LBBB, 1AVB), zero-shot 0.634 (95% CI 0.550-0.710)" in lines
+    assert any(line.startswith("  real ECGs, linear probe (5-fold CV)") and line.endswith("0.702") for line in lines)
+    assert any(line.startswith("  real ECGs, random-init linear probe") and line.endswith("0.611") for line in lines)
+    CliRunner().invoke(app, ["pipeline", "run", "--local", "--out", str(tmp_path), "--no-mix-real"])
+    assert seen[-1]["mix_real"] is False and "real_benchmark" not in seen[-1]

@@ -175,3 +175,25 @@ def test_torchrun_launcher_trains_on_cpu(tmp_path: Path) -> None:
 
     _, state = latest_checkpoint(tmp_path / "pretrain")
     assert state["training"]["world_size"] == 2  # two DDP ranks, not one process
+
+
+def test_cluster_job_config_carries_the_real_mix(tmp_path: Path) -> None:
+    """mix_real on the PyTorchJob path: the config JSON the job's torchrun reads names the real store."""
+    from esi.pipeline.launcher import pretrain_config, run_pretrain
+    from esi.train.config import PretrainConfig
+
+    out = tmp_path / "pretrain"
+    mix = [{"store": str(tmp_path / "real_store"), "captions": str(tmp_path / "real_captions.parquet")}]
+    cfg = pretrain_config("esi_test", tmp_path / "store", tmp_path / "captions.parquet", out, epochs=1,
+                          batch_size=4, mix=mix)
+    out.mkdir()
+    (out / "model.pt").write_bytes(b"written by the job")
+    state = KubeState("success")
+    with KubeServer(state) as api:
+        run_pretrain(cfg, launcher="pytorchjob", nproc_per_node=4, api_client=api, poll_s=0.01, echo=lambda s: None)
+    command = state.requests[0][2]["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0][
+        "command"]
+    assert PretrainConfig.from_json(command[command.index("--config") + 1]).mix == mix
+    assert pretrain_config("esi_test", "s", "c", out, epochs=1, batch_size=4).mix == []
+    with pytest.raises(ConfigError, match="mix"):
+        pretrain_config("esi_test", "s", "c", out, epochs=1, batch_size=4, mix=[{"store": "only"}])

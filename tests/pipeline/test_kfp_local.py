@@ -1,9 +1,12 @@
 """``esi pipeline run --local``: the whole esi_full Kubeflow pipeline through kfp.local, end to end (CI runs it).
 
 Small configuration (30 subjects x 3 records, the esi_test model, one epoch, a 12-document corpus, a gate the
-tiny model passes) so it stays at a few minutes. Asserts what the user is promised: every step ran (shards in
-parallel), a registered champion, a built bento, scores of the real sample records, and a summary with each
-step's time and where everything is.
+tiny model passes, 100 bootstrap resamples) so it stays at a few minutes. The real-ECG benchmark is on (its
+default) and whole: it is 383 records, and a cut would leave its headline conditions without positives.
+Asserts what the user is promised: every step ran (shards in parallel), the real benchmark prepared, captioned,
+mixed into pretraining and scored, its metrics on the registered champion and in its card, a built bento, scores
+of the real sample records, and a summary with each step's time, where everything is, and the synthetic and
+real-ECG headline figures.
 """
 
 import json
@@ -19,8 +22,9 @@ from esi.cli import app
 CORPUS = Path(__file__).resolve().parents[2] / "esi" / "cqa" / "corpus"
 CONDITIONS = ("426783006", "164854000", "426177001", "164889003", "164865005", "54329005", "6374002", "59118001",
               "713426002", "164909002", "39732003", "445118002")
-STEPS = ("prepare-plan", "prepare-shard", "prepare-merge", "validate", "build-kb", "caption", "pretrain", "evaluate",
-         "register", "promote", "build-bento", "score-plan", "score-shard", "score-merge")
+STEPS = ("prepare-plan", "prepare-shard", "prepare-merge", "prepare-real", "validate", "build-kb", "caption",
+         "caption-real", "pretrain", "evaluate", "evaluate-real", "register", "promote", "build-bento", "score-plan",
+         "score-shard", "score-merge")
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +45,8 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory):
             "pipeline", "run", "--local", "--out", str(base / "run"), "--subjects", "30",
             "--records-per-subject", "3", "--epochs", "1", "--model", "esi_test", "-p", "shard_size=50",
             "-p", "batch_size=8", "-p", f"kb_corpus={corpus}", "-p", "score_shards=2",
-            "-p", "promotion_gates=synthetic.superdiagnostic.zero_shot.macro_auc>=0.0", "-p", "eval_modes=zero-shot"])
+            "-p", "promotion_gates=synthetic.superdiagnostic.zero_shot.macro_auc>=0.0", "-p", "eval_modes=zero-shot",
+            "-p", "real_n_bootstrap=100"])  # the intervals' resamples are most of evaluate-real's time
         tracking = get_settings().tracking_uri
     get_settings.cache_clear()
     os.environ.pop("BENTOML_HOME", None)
@@ -81,8 +86,41 @@ def test_ends_with_a_champion_a_bento_and_scores(pipeline_run) -> None:
     assert (bentos / outputs["bento"].split(":")[1] / "bento.yaml").is_file()
     total = json.loads((Path(outputs["scores"]) / "summary-all.json").read_text())
     assert total["records"] >= 10 and len(total["shards"]) == 2  # the real sample records, two shards
-    for report in ("validation report", "evaluation report", "evaluation report (HTML artifact)"):
+    for report in ("validation report", "evaluation report", "evaluation report (HTML artifact)",
+                   "real-ECG evaluation report", "real-ECG evaluation report (HTML)"):
         assert Path(outputs[report]).is_file(), report
+
+
+def test_real_benchmark_is_mixed_in_scored_and_registered(pipeline_run) -> None:
+    from mlflow import MlflowClient
+
+    from esi.registry.metrics import metrics_from_tags
+
+    base, res, tracking = pipeline_run
+    assert res.exit_code == 0, res.output[-3000:]
+    run = base / "run"
+    config = json.loads((run / "pretrain" / "launch-config.json").read_text())
+    assert config["mix"] == [{"store": str(run / "real_store"), "captions": str(run / "real_captions.parquet")}]
+    real = json.loads((run / "evaluation_real" / "metrics.json").read_text())
+    assert real["benchmark"]["benchmark"] == "real" and real["benchmark"]["n_records"] >= 150
+    assert real["settings"]["n_bootstrap"] == 100  # the pipeline parameter reached the evaluation
+    assert set(real["modes"]) == {"zero_shot", "linear_probe", "linear_probe_random_init"}
+    mv = MlflowClient(tracking_uri=tracking).get_model_version_by_alias("esi", "champion")
+    registered = metrics_from_tags(dict(mv.tags))
+    for mode in real["modes"]:
+        assert registered[f"real.conditions.{mode}.macro_auc"] == pytest.approx(real["modes"][mode]["macro_auc"])
+    assert "synthetic.superdiagnostic.zero_shot.macro_auc" in registered
+    card = Path(json.loads((run / "pipeline-run.json").read_text())["outputs"]["model card"]).read_text()
+    assert "| real | conditions | zero_shot | macro_auc |" in card
+    assert "| synthetic | superdiagnostic | zero_shot | macro_auc |" in card
+    head = json.loads((run / "pipeline-run.json").read_text())["headline"]
+    zs = real["modes"]["zero_shot"]
+    assert head["real"]["zero_shot_macro_auc"] == pytest.approx(zs["macro_auc"])
+    # The summary: synthetic next to real, with the real interval and both probes (esi run's wording).
+    assert "synthetic test folds, zero-shot" in res.output
+    assert (f"real ECGs (AF, RBBB, LBBB, 1AVB), zero-shot {zs['macro_auc']:.3f} (95% CI {zs['ci95'][0]:.3f}-"
+            f"{zs['ci95'][1]:.3f})") in res.output
+    assert "real ECGs, linear probe (5-fold CV)" in res.output and "real ECGs, random-init linear probe" in res.output
 
 
 def test_pipeline_stops_at_the_validation_gate(tmp_path: Path) -> None:

@@ -60,3 +60,48 @@ def test_cluster_settings(compiled: Path) -> None:
     res = spec["deploymentSpec"]["executors"]["exec-evaluate"]["container"]["resources"]
     assert res["accelerator"]["resourceType"] == "nvidia.com/gpu" and res["accelerator"]["resourceCount"] == "1"
     assert "nodeSelector" not in executors["exec-pretrain"]  # it only launches and watches the GPU job
+
+
+def _tasks(spec: dict) -> dict[str, dict]:
+    """Every task of the pipeline, nested DAGs included, by task name."""
+    dags = [spec["root"]["dag"]] + [c["dag"] for c in spec["components"].values() if "dag" in c]
+    return {name: task for dag in dags for name, task in dag["tasks"].items()}
+
+
+def _artifact_from(task: dict, name: str) -> str:
+    """The producer of input artifact NAME: a task, or the pipeline channel a nested DAG passes it through."""
+    ref = task["inputs"]["artifacts"][name]
+    return ref.get("taskOutputArtifact", {}).get("producerTask") or ref["componentInputArtifact"]
+
+
+def test_real_benchmark_is_wired_through(compiled: Path) -> None:
+    """prepare-real -> caption (part real) -> pretrain mix; evaluate-real -> register; both evaluations use the
+    run's knowledge base; real_benchmark and mix_real are boolean parameters, on by default (as in esi run)."""
+    spec, executors = _docs(compiled / "esi_full.yaml")
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    for name in ("real_benchmark", "mix_real"):
+        assert params[name]["parameterType"] == "BOOLEAN" and params[name]["defaultValue"] is True, name
+    tasks = _tasks(spec)
+    real_caption = tasks["caption-2"]
+    assert real_caption["taskInfo"]["name"] == "caption-real"
+    assert "caption" in real_caption["dependentTasks"]  # one writer of the caption cache at a time
+    assert real_caption["inputs"]["parameters"]["part"]["runtimeValue"]["constant"] == "real"
+    assert _artifact_from(real_caption, "store") == "pipelinechannel--prepare-real-store"
+    pretrain = tasks["pretrain"]
+    assert _artifact_from(pretrain, "real_store") == "pipelinechannel--prepare-real-store"
+    assert _artifact_from(pretrain, "real_captions") == "caption-2"
+    assert pretrain["inputs"]["parameters"]["mix_real"]["componentInputParameter"] == "pipelinechannel--mix_real"
+    assert tasks["prepare-real"]["inputs"]["parameters"]["enabled"]["componentInputParameter"] == "real_benchmark"
+    assert params["real_n_bootstrap"]["defaultValue"] == 1000
+    assert (tasks["evaluate-real"]["inputs"]["parameters"]["n_bootstrap"]["componentInputParameter"]
+            == "pipelinechannel--real_n_bootstrap")
+    for step in ("evaluate", "evaluate-real"):
+        assert _artifact_from(tasks[step], "kb") == "build-kb", step
+        assert _artifact_from(tasks[step], "model") == "pretrain", step
+    assert _artifact_from(tasks["evaluate-real"], "store") == "pipelinechannel--prepare-real-store"
+    register = tasks["register"]
+    assert _artifact_from(register, "evaluation") == "pipelinechannel--evaluate-evaluation"
+    assert _artifact_from(register, "evaluation_real") == "pipelinechannel--evaluate-real-evaluation"
+    ev = executors["exec-evaluate-real"]  # scored on one GPU like the synthetic evaluation
+    assert ev["nodeSelector"]["labels"] == {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}
+    assert executors["exec-caption-2"]["secretAsEnv"][0]["keyToEnv"][0]["envVar"] == "OPENAI_API_KEY"

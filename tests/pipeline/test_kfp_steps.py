@@ -84,3 +84,56 @@ def test_markdown_report_becomes_self_contained_html(tmp_path: Path) -> None:
     assert "<h1>Report</h1>" in html and "<td><b>0.81</b></td>" in html and "<th>AUROC</th>" in html
     assert "<code>x&lt;y</code>" in html and "data:image/png;base64," in html
     assert "---" not in html
+
+
+def test_real_benchmark_paths_mix_and_evaluations(tmp_path: Path) -> None:
+    assert ks.captions_out(tmp_path) == tmp_path / "captions.parquet"
+    assert ks.captions_out(tmp_path, "real") == tmp_path / "real_captions.parquet"
+    with pytest.raises(ConfigError, match="known: main, real"):
+        ks.captions_out(tmp_path, "other")
+    store, caps = {"path": "/w/real_store"}, {"path": "/w/real_captions.parquet"}
+    assert ks.real_mix(store, caps) == [{"store": "/w/real_store", "captions": "/w/real_captions.parquet"}]
+    assert ks.real_mix(store, caps, enabled=False) == []  # mix_real=False
+    assert ks.real_mix({"path": "", "skipped": "real_benchmark=False"}, {"path": ""}) == []
+    assert ks.real_mix(None, None) == []  # a pipeline that wires no real store
+    assert ks.evaluation_folders({"path": "/w/evaluation"}, {"path": "", "skipped": "x"}, None) == ["/w/evaluation"]
+    assert ks.evaluation_folders({"path": "/w/e"}, {"path": "/w/r"}) == ["/w/e", "/w/r"]
+    skipped = ks.prepare_real_store(tmp_path, enabled=False)
+    assert skipped == {"path": "", "records": 0, "skipped": "real_benchmark=False"}
+    assert not (tmp_path / "real_store").exists()
+
+
+class _Art:
+    """The part of a KFP artifact an evaluate step writes: path, metadata, log_metric."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.metadata = str(path), {}
+
+    def log_metric(self, name: str, value: float) -> None:
+        self.metadata[name] = value
+
+
+def test_evaluation_is_published_on_the_artifacts(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    out = tmp_path / "evaluation_real"
+    out.mkdir()
+    (out / "report.md").write_text("# Real-ECG benchmark\n\n| mode | AUC |\n|---|---|\n| zero_shot | 0.71 |\n")
+    flat = {"zero_shot_macro_auc": 0.71, "zero_shot_macro_auc_ci_low": 0.6, "bad": float("nan")}
+    result = SimpleNamespace(out=out, headline=lambda: flat, mlflow_run_id=None)
+    arts = [_Art(tmp_path / "a" / n) for n in ("metrics", "md", "html", "evaluation")]
+    got = ks.publish_evaluation(result, *arts, title="real")
+    assert got == arts[0].metadata == {"zero_shot_macro_auc": 0.71, "zero_shot_macro_auc_ci_low": 0.6}
+    assert Path(arts[1].path).read_text().startswith("# Real-ECG") and "<td>0.71</td>" in Path(arts[2].path).read_text()
+    assert json.loads(Path(arts[3].path).read_text())["path"] == str(out) == arts[3].metadata["path"]
+    ks.publish_skipped(*arts[1:], title="Real-ECG benchmark", reason="skipped: real_benchmark=False")
+    assert "not run" in Path(arts[1].path).read_text() and arts[3].metadata["path"] == ""
+    assert ks.evaluation_folders(arts[3].metadata) == []
+
+
+def test_local_summary_names_tasks_by_their_display_name() -> None:
+    from esi.pipeline.kfp_local import display_names, load_pipeline
+
+    names = display_names(load_pipeline("esi_full"))
+    assert names["caption-2"] == "caption-real"  # the caption component's second use: the real benchmark store
+    assert "evaluate-real" not in names and "prepare-real" not in names  # used once: the task name is the name
