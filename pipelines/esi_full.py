@@ -38,7 +38,7 @@ def esi_full(
     seed: int = 0,
     validation_gate: bool = True,
     real_benchmark: bool = True,
-    mix_real: bool = True,
+    mix_real: bool = False,
     real_n_bootstrap: int = 1000,
     embeddings: str = "local",
     embedding_model: str = "",

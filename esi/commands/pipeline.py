@@ -43,7 +43,7 @@ def run_cmd(local: bool = typer.Option(False, "--local", help="run through kfp.l
             real: bool = typer.Option(None, "--real/--no-real", help="prepare, caption and evaluate on the shipped "
                                       "real-ECG benchmark [on] (real_benchmark)"),
             mix_real: bool = typer.Option(None, "--mix-real/--no-mix-real", help="pretrain on the real benchmark's "
-                                          "pretraining part too [on] (mix_real)"),
+                                          "pretraining part too [off] (mix_real)"),
             param: list[str] = typer.Option(None, "--param", "-p", help="any pipeline parameter, KEY=VALUE"),
             pipeline: str = typer.Option("esi_full", help="esi_full | batch_scoring")) -> None:
     """Run a pipeline end to end on the embedded defaults and print each step's time and where results are."""

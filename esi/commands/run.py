@@ -28,8 +28,8 @@ def run(out: Path = typer.Option(Path(".esi/run"), help="folder for every output
                                          "sample records shipped in tests/fixtures/real)"),
         real: bool = typer.Option(True, "--real/--no-real", help="prepare, caption and evaluate on the shipped "
                                   "real-ECG benchmark (tests/fixtures/real_benchmark)"),
-        mix_real: bool = typer.Option(True, "--mix-real/--no-mix-real", help="pretrain on the real benchmark's "
-                                      "pretraining part too (its evaluation part never is)"),
+        mix_real: bool = typer.Option(False, "--mix-real/--no-mix-real", help="pretrain on the real benchmark's "
+                                      "pretraining part too (its evaluation part never is) [off]"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress bars")) -> None:
     """Run synth -> prepare -> validate -> kb -> caption -> pretrain -> evaluate -> register -> promote -> bento ->
     score, and print where results are.

@@ -46,7 +46,7 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory):
             "--records-per-subject", "3", "--epochs", "1", "--model", "esi_test", "-p", "shard_size=50",
             "-p", "batch_size=8", "-p", f"kb_corpus={corpus}", "-p", "score_shards=2",
             "-p", "promotion_gates=synthetic.superdiagnostic.zero_shot.macro_auc>=0.0", "-p", "eval_modes=zero-shot",
-            "-p", "real_n_bootstrap=100"])  # the intervals' resamples are most of evaluate-real's time
+            "-p", "real_n_bootstrap=100", "--mix-real"])  # the intervals' resamples are most of evaluate-real's time
         tracking = get_settings().tracking_uri
     get_settings.cache_clear()
     os.environ.pop("BENTOML_HOME", None)

@@ -29,7 +29,8 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object
     out = tmp_path_factory.mktemp("run")
     # A gate the tiny model passes, so the run ends with a champion (the refusal path is tested below).
     cfg = RunConfig(out=out, subjects=30, records_per_subject=3, epochs=1, model="esi_test", batch_size=8,
-                    model_name="esi-e2e", gates=("synthetic.superdiagnostic.zero_shot.macro_auc>=0.0",))
+                    model_name="esi-e2e", gates=("synthetic.superdiagnostic.zero_shot.macro_auc>=0.0",),
+                    mix_real=True)
     return out, run_local(cfg, progress=False)
 
 
