@@ -76,11 +76,11 @@ def _artifact_from(task: dict, name: str) -> str:
 
 def test_real_benchmark_is_wired_through(compiled: Path) -> None:
     """prepare-real -> caption (part real) -> pretrain mix; evaluate-real -> register; both evaluations use the
-    run's knowledge base; real_benchmark and mix_real are boolean parameters, on by default (as in esi run)."""
+    run's knowledge base; real_benchmark (on) and mix_real (off) are boolean parameters with esi run's defaults."""
     spec, executors = _docs(compiled / "esi_full.yaml")
     params = spec["root"]["inputDefinitions"]["parameters"]
-    for name in ("real_benchmark", "mix_real"):
-        assert params[name]["parameterType"] == "BOOLEAN" and params[name]["defaultValue"] is True, name
+    for name, default in (("real_benchmark", True), ("mix_real", False)):
+        assert params[name]["parameterType"] == "BOOLEAN" and params[name]["defaultValue"] is default, name
     tasks = _tasks(spec)
     real_caption = tasks["caption-2"]
     assert real_caption["taskInfo"]["name"] == "caption-real"
