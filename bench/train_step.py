@@ -8,18 +8,24 @@ Paths:
 - ``new``: the trainer's Stepper (esi.train.step) with its defaults: vocabulary logits and cross-entropy only
   at valid target positions, fused AdamW, the in-place temperature clamp; the same random batches;
 - ``bucketed``: ``new`` with batches grouped by caption length over windows of ``--buckets`` batches
-  (esi.train.data.ResumableDistributedSampler with lengths; the trainer's ``length_buckets``, off by default).
+  (esi.train.data.ResumableDistributedSampler with lengths; the trainer's ``length_buckets``, off by default);
+- ``compiled``: ``new`` under torch.compile (esi.train.compile: the ECG encoder as one static-shape graph, the
+  caption decoder as one graph dynamic in rows and caption length; the trainer's ``compile``). Its first step
+  is the compile warm-up, reported as "warm-up s" with the steps it takes to pay back against ``new``.
 
 All paths train one model instance (each its own optimizer) on the same pool of records whose captions have
 lengths spread over 32..``--tokens`` (128), batch 8 x 12 leads x 5000 samples, fp32. FLOPs are counted by
 esi.train.flops (torch's FlopCounterMode with the depthwise-convolution and CPU-attention corrections) over the
-forward + backward of each timed batch; the table shows GFLOP/step, achieved GFLOP/s and its share of the fp32
-matmul peak measured in the same run (best of 20 2048x2048 ``torch.mm``), and the share on "useful" FLOPs (the
-fewest FLOPs per sample of the paths, times each path's samples/s). Peak memory: one step of each path in its
-own subprocess (peak RSS on CPU). esi_tiny's text tower (BioLinkBERT) cannot be loaded offline: on CPU it runs
-with the MiniLM tower.
+forward + backward of each timed batch (the compiled path: on the same batches, eagerly: the same math); the
+table shows GFLOP/step, achieved GFLOP/s and its share of the fp32 matmul peak (2048x2048 ``torch.mm``), and the
+share on "useful" FLOPs (the fewest FLOPs per sample of the paths, times each path's samples/s). The peak is
+measured in the same process as the steps, a few mm between each round of steps, best of all of them, so a
+load change on this shared CPU moves both alike (the start-up peak is printed too). "cpu s" is the median
+process CPU time per step (both threads): steadier than wall time when other jobs share the cores. Peak
+memory: one step of each path in its own subprocess (peak RSS on CPU). esi_tiny's text tower (BioLinkBERT)
+cannot be loaded offline: on CPU it runs with the MiniLM tower.
 
-    python bench/train_step.py --models esi_tiny --threads 2      # baseline, new, bucketed
+    python bench/train_step.py --models esi_tiny --threads 2      # baseline, new, bucketed, compiled
     python bench/train_step.py --baseline                         # today's eager path only
 """
 
@@ -95,7 +101,7 @@ def _batches(ids: Any, mask: Any, signals: Any, batch: int, buckets: int) -> lis
 
 
 def _path(model: Any, path: str, dev: Any, dtype: Any) -> tuple[Callable, Callable]:
-    """(step, forward_backward) of one path on ``model``."""
+    """(step, forward_backward) of one path on ``model`` (forward_backward is always eager)."""
     import torch
 
     from esi.losses import CoCaLoss
@@ -118,12 +124,25 @@ def _path(model: Any, path: str, dev: Any, dtype: Any) -> tuple[Callable, Callab
                 loss = loss_fn(out, i, m, stepper.caption_divisor([b]))["loss"]
         loss.backward()
 
+    compiled = None
+    if path == "compiled":  # installed around its own steps only: the other paths share the model
+        from esi.train.compile import compile_model
+
+        compiled = compile_model(model)
+        compiled.remove()
+
     def step(b: dict) -> None:
         if path == "baseline":  # the eager step as it was: no Stepper
             forward_backward(b)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             opt.zero_grad(set_to_none=True)
+        elif compiled is not None:
+            compiled.install()
+            try:
+                stepper.run(iter([b]))
+            finally:
+                compiled.remove()
         else:
             stepper.run(iter([b]))
         if dev.type == "cuda":
@@ -154,9 +173,21 @@ def _setup(name: str, device: str, batch: int, seq: int, tokens: int, n_batches:
     return model, (ids, mask, signals), info
 
 
+def _median(xs: list[float]) -> float:
+    return sorted(xs)[len(xs) // 2]
+
+
+def _timed(fn: Callable, b: dict) -> tuple[float, float]:
+    """(wall s, process CPU s) of ``fn(b)``."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    fn(b)
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
 def run_paths(name: str, paths: list[str], device: str, precision: str, batch: int, seq: int, tokens: int,
               steps: int, buckets: int) -> list[dict]:
-    """Time ``paths`` on one model, steps interleaved, then count each path's FLOPs; one row per path."""
+    """Time ``paths`` on one model, steps interleaved (the matmul peak between rounds), then count each path's
+    FLOPs; one row per path."""
     import torch
 
     from esi.train.flops import flop_counter
@@ -165,14 +196,14 @@ def run_paths(name: str, paths: list[str], device: str, precision: str, batch: i
     dtype = torch.bfloat16 if precision == "bf16" else None
     fns = {p: _path(model, p, model.logit_scale.device, dtype) for p in paths}
     data = {p: _batches(ids, mask, signals, batch, buckets if p == "bucketed" else 0) for p in paths}
-    times: dict[str, list[float]] = {p: [] for p in paths}
-    for p in paths:
-        fns[p][0](data[p][0])  # warm-up: allocator, kernels, optimizer state
+    times: dict[str, list[tuple[float, float]]] = {p: [] for p in paths}
+    # warm-up: allocator, kernels, optimizer state; for the compiled path also tracing and code generation
+    warmup = {p: _timed(fns[p][0], data[p][0])[0] for p in paths}
+    peak = matmul_peak_gflops(device, repeats=5)
     for i in range(1, steps + 1):
         for p in paths:
-            t0 = time.perf_counter()
-            fns[p][0](data[p][i])
-            times[p].append(time.perf_counter() - t0)
+            times[p].append(_timed(fns[p][0], data[p][i]))
+        peak = max(peak, matmul_peak_gflops(device, repeats=3))
     rows = []
     for p in paths:
         counter = flop_counter()
@@ -181,10 +212,11 @@ def run_paths(name: str, paths: list[str], device: str, precision: str, batch: i
                 fns[p][1](b)
         model.zero_grad(set_to_none=True)
         flops = counter.get_total_flops() / steps
-        median = sorted(times[p])[len(times[p]) // 2]
-        rows.append({**info, "path": p, "precision": precision, "step_s": median, "step_s_best": min(times[p]),
-                     "samples_per_s": batch / median, "gflops_per_step": flops / 1e9,
-                     "gflops_per_s": flops / median / 1e9,
+        median = _median([w for w, _ in times[p]])
+        rows.append({**info, "path": p, "precision": precision, "step_s": median,
+                     "step_s_best": min(w for w, _ in times[p]), "cpu_s": _median([c for _, c in times[p]]),
+                     "warmup_s": warmup[p], "samples_per_s": batch / median, "gflops_per_step": flops / 1e9,
+                     "gflops_per_s": flops / median / 1e9, "peak_gflops": peak,
                      "tokens_per_batch": sum(int(b["input_ids"].numel()) for b in data[p][1:]) / steps})
     return rows
 
@@ -220,34 +252,48 @@ def _rows(args: argparse.Namespace, name: str, paths: list[str], device: str, pr
     if isinstance(out, dict):
         return [{"model": name, "path": p, "device": device, "precision": precision, **out} for p in paths]
     for row in out:
-        mem = _sub(args, ["--memory", name, *common[:4], "--paths", row["path"]])
+        mem = None if args.no_memory else _sub(args, ["--memory", name, *common[:4], "--paths", row["path"]])
         row["peak_mem_mb"] = mem if isinstance(mem, float) else float("nan")
     print(f"done: {name} {device}", file=sys.stderr, flush=True)
     return out
 
 
-def _table(rows: list[dict], peak: float) -> str:
-    head = (f"{'model':<9} {'path':<9} {'device':<12} {'prec':<5} {'params':>7} {'tok/batch':>9} {'step s':>7} "
-            f"{'samples/s':>9} {'x base':>6} {'GFLOP/step':>10} {'GFLOP/s':>8} {'%peak':>6} {'useful':>6} "
-            f"{'peak MB':>8}")
+def _payback(r: dict, same: list[dict]) -> str:
+    """Steps after which the compiled path's warm-up is paid back against ``new`` ("-" for other paths)."""
+    new = next((o for o in same if o["path"] == "new"), None)
+    if r["path"] != "compiled" or new is None:
+        return "-"
+    saving = new["step_s"] - r["step_s"]
+    return f"{(r['warmup_s'] - r['step_s']) / saving:.0f}" if saving > 0 else "never"
+
+
+def _table(rows: list[dict]) -> str:
+    head = (f"{'model':<9} {'path':<9} {'device':<8} {'prec':<5} {'params':>7} {'tok/batch':>9} {'step s':>7} "
+            f"{'cpu s':>6} {'samples/s':>9} {'x base':>6} {'warm-up s':>9} {'payback':>7} {'GFLOP/step':>10} "
+            f"{'GFLOP/s':>8} {'peak':>6} {'%peak':>6} {'useful':>6} {'peak MB':>8}")
     lines = [head, "-" * len(head)]
     ok = [r for r in rows if "error" not in r]
     for r in rows:
         if "error" in r:
-            lines.append(f"{r['model']:<9} {r['path']:<9} {r['device']:<12} error: {r['error']}")
+            lines.append(f"{r['model']:<9} {r['path']:<9} {r['device'][:8]:<8} error: {r['error']}")
             continue
         same = [o for o in ok if o["model"] == r["model"]]
         base = next((o for o in same if o["path"] == "baseline"), None)
         ratio = f"{r['samples_per_s'] / base['samples_per_s']:.2f}" if base else "-"
         useful = min(o["gflops_per_step"] for o in same) / r["batch"] * r["samples_per_s"]
+        peak = r["peak_gflops"]
         lines.append(
-            f"{r['model']:<9} {r['path']:<9} {r['device'][:12]:<12} {r['precision']:<5} {r['params_m']:>6.1f}M "
-            f"{r['tokens_per_batch']:>9.0f} {r['step_s']:>7.2f} {r['samples_per_s']:>9.2f} {ratio:>6} "
-            f"{r['gflops_per_step']:>10.0f} {r['gflops_per_s']:>8.0f} {100 * r['gflops_per_s'] / peak:>5.0f}% "
+            f"{r['model']:<9} {r['path']:<9} {r['device'][:8]:<8} {r['precision']:<5} {r['params_m']:>6.1f}M "
+            f"{r['tokens_per_batch']:>9.0f} {r['step_s']:>7.2f} {r['cpu_s']:>6.2f} {r['samples_per_s']:>9.2f} "
+            f"{ratio:>6} {r['warmup_s']:>9.1f} {_payback(r, same):>7} {r['gflops_per_step']:>10.0f} "
+            f"{r['gflops_per_s']:>8.0f} {peak:>6.0f} {100 * r['gflops_per_s'] / peak:>5.0f}% "
             f"{100 * useful / peak:>5.0f}% {r['peak_mem_mb']:>8.0f}")
     lines += [f"note: {n}" for n in sorted({f"{r['model']}: {r['note']}" for r in ok if r.get("note")})]
-    lines.append("note: step s = median of the timed steps (paths interleaved); tok/batch = batch x padded caption "
-                 "length; useful = the fewest FLOPs/sample of the paths x samples/s, as a share of the peak")
+    lines.append("note: step s / cpu s = median wall / process-CPU time of the timed steps (paths interleaved); "
+                 "tok/batch = batch x padded caption length; warm-up s = the first step (compiled: tracing and "
+                 "code generation), payback = steps until that is repaid against 'new'; peak = GFLOP/s of a "
+                 "2048x2048 mm measured between the rounds of steps (best); useful = the fewest FLOPs/sample of "
+                 "the paths x samples/s, as a share of that peak")
     return "\n".join(lines)
 
 
@@ -261,9 +307,10 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=4, help="timed steps per path after one warm-up step")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (0: torch's default)")
     p.add_argument("--buckets", type=int, default=8, help="bucketed path: length-grouping window in batches")
-    p.add_argument("--paths", default="baseline,new,bucketed", help="paths to run, side by side")
+    p.add_argument("--paths", default="baseline,new,bucketed,compiled", help="paths to run, side by side")
     p.add_argument("--baseline", action="store_true", help="only today's eager path (--paths baseline)")
     p.add_argument("--no-cpu", action="store_true")
+    p.add_argument("--no-memory", action="store_true", help="skip the per-path peak-memory subprocesses")
     p.add_argument("--json", action="store_true", help="print the rows as JSON too")
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--memory", help=argparse.SUPPRESS)
@@ -286,16 +333,17 @@ def main() -> None:
         return
     peak = matmul_peak_gflops("cpu")
     print(f"torch {torch.__version__}, {os.cpu_count()} CPU cores visible, {torch.get_num_threads()} threads; "
-          f"fp32 matmul peak (2048x2048 mm, best of 20): {peak:.0f} GFLOP/s", flush=True)
+          f"fp32 matmul peak at start-up (2048x2048 mm, best of 20): {peak:.0f} GFLOP/s (the table uses the "
+          "peak measured during each model's steps)", flush=True)
     rows: list[dict] = []
     if not args.no_cpu:
         rows = [r for name in args.models.split(",") for r in _rows(args, name, paths, "cpu", "fp32")]
-        print(_table(rows, peak))
+        print(_table(rows))
     if torch.cuda.is_available():
         gpu_peak = matmul_peak_gflops("cuda")
         gpu_rows = [r for name in args.gpu_models.split(",") for r in _rows(args, name, paths, "cuda", "bf16")]
         print(f"CUDA bf16 matmul peak (2048x2048 mm, best of 20): {gpu_peak:.0f} GFLOP/s")
-        print(_table(gpu_rows, gpu_peak))
+        print(_table(gpu_rows))
         rows += gpu_rows
     else:
         print("no CUDA device here: GPU rows (esi_tiny/esi_base bf16) skipped", file=sys.stderr)

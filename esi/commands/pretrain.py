@@ -120,6 +120,8 @@ def pretrain_cmd(
         lambda_con: float = typer.Option(None, help="contrastive loss weight [1.0]"),
         lambda_cap: float = typer.Option(None, help="captioning loss weight [1.0]"),
         shuffle_pairs: float = typer.Option(None, help="fraction of ECG-text pairs to misalign [0]"),
+        length_buckets: int = typer.Option(None, min=0, help="group batches by caption length over windows of "
+                                           "N batches: less padding, other batch mixes; 0 = random [0]"),
         folds: str = typer.Option(None, help="store folds to train on, e.g. 1-8, or 'all' [1-8 when the store "
                                   "has folds 9-10, which evaluation uses; else all]"),
         limit: int = typer.Option(None, min=1, help="only the first N records (smoke runs)"),
@@ -149,7 +151,8 @@ def pretrain_cmd(
         "grad_accum": grad_accum,
         "lr": lr, "weight_decay": weight_decay, "warmup_epochs": warmup_epochs, "decay_every": decay_every,
         "decay_factor": decay_factor, "lambda_con": lambda_con, "lambda_cap": lambda_cap,
-        "shuffle_pairs": shuffle_pairs, "folds": _parse_folds(folds), "limit": limit, "max_steps": max_steps,
+        "shuffle_pairs": shuffle_pairs, "length_buckets": length_buckets, "folds": _parse_folds(folds),
+        "limit": limit, "max_steps": max_steps,
         "checkpoint_every_steps": checkpoint_every, "num_workers": workers, "seed": seed,
         "precision": precision, "device": device, "experiment": experiment,
     }.items() if v is not None}

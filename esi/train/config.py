@@ -12,6 +12,7 @@ from esi.errors import ConfigError
 PRECISIONS = ("auto", "bf16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
 MISSING_CAPTIONS = ("error", "skip")
+COMPILE_MODES = ("auto", "on", "off")  # torch.compile of the step (esi.train.compile)
 
 # Fields that must not change when a run is resumed: they fix the model, the data order or the schedule.
 RESUME_LOCKED = ("model", "model_overrides", "store", "captions", "batch_size", "grad_accum", "seed",
@@ -106,6 +107,7 @@ class PretrainConfig:
     seed: int = 0
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 (CUDA only) | fp32
     device: str = "auto"  # auto | cpu | cuda
+    compile: str = "auto"  # torch.compile: auto (CUDA, or CPU runs long enough to pay back) | on | off
     max_steps: int | None = None  # stop after this many optimizer steps (a checkpoint is written there)
     limit: int | None = None  # only the first N usable records (smoke runs)
     folds: list[int] | None = None  # only these store folds (e.g. 1-8 to keep validation/test folds out)
@@ -159,6 +161,7 @@ class PretrainConfig:
         need(self.num_workers is None or self.num_workers >= 0, "num_workers", "None or >= 0")
         need(self.precision in PRECISIONS, "precision", " | ".join(PRECISIONS))
         need(self.device in DEVICES, "device", " | ".join(DEVICES))
+        need(self.compile in COMPILE_MODES, "compile", " | ".join(COMPILE_MODES))
         need(self.max_steps is None or self.max_steps >= 1, "max_steps", "None or >= 1")
         need(self.limit is None or self.limit >= 1, "limit", "None or >= 1")
         need(self.folds is None or (isinstance(self.folds, list) and len(self.folds) > 0), "folds",

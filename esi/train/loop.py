@@ -4,13 +4,14 @@
 (:mod:`esi.train.step` does one optimizer step), checkpoints atomically every N steps and every epoch,
 resumes exactly (same optimizer, data position and RNG states; on another number of ranks the schedule is
 rebuilt in epochs), logs to MLflow (:mod:`esi.train.mlflow_logger`), and writes RUN_DIR/model.pt,
-history.json and loss.png (:mod:`esi.train.plots`). Only rank 0 writes files.
+history.json and loss.png (:mod:`esi.train.plots`). Only rank 0 writes files. The step runs under
+torch.compile where ``config.compile`` says so (:mod:`esi.train.compile`); per-step and per-epoch records are
+kept by :mod:`esi.train.bookkeeping`.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from esi.errors import ConfigError, TrainingError
+from esi.errors import ConfigError
+from esi.train.bookkeeping import Run, end_epoch, record_step
 from esi.train.checkpointing import (
     latest_checkpoint,
     list_checkpoints,
@@ -32,14 +34,13 @@ from esi.train.config import PretrainConfig
 from esi.train.distributed import DistInfo, barrier, broadcast_object, cleanup, gather_objects, init_distributed
 from esi.train.freeze import branches, freeze_unused
 from esi.train.state import TrainState
-from esi.train.step import METRICS, Stepper, StepResult, resolve_precision
+from esi.train.step import Stepper, resolve_precision
 
 if TYPE_CHECKING:
     from torch.utils.data import DataLoader
 
     from esi.models.coca import EsiModel
     from esi.train.data import PretrainDataset, ResumableDistributedSampler
-    from esi.train.mlflow_logger import MlflowLogger
 
 __all__ = ["PretrainResult", "checkpoints_of", "pretrain", "resolve_precision"]
 
@@ -58,6 +59,8 @@ class PretrainResult:
     epochs: list[dict[str, Any]] = field(default_factory=list)  # one summary per finished epoch
     steps: int = 0
     completed: bool = False  # all epochs done (False when stopped by max_steps)
+    compiled: bool = False  # the step ran under torch.compile (PretrainConfig.compile)
+    compile_warmup_s: float = 0.0  # wall time of the first compiled step (tracing + code generation)
 
 
 @dataclass
@@ -70,28 +73,6 @@ class _Resume:
     @property
     def training(self) -> dict[str, Any]:
         return self.payload["training"]
-
-
-@dataclass
-class _Run:
-    """Everything one training invocation works with."""
-
-    run_dir: Path
-    model: EsiModel
-    dataset: PretrainDataset
-    sampler: ResumableDistributedSampler
-    steps_per_epoch: int
-    stepper: Stepper
-    state: TrainState
-    ml: MlflowLogger | None = None
-    samples: int = 0  # trained in this invocation (all ranks)
-    seconds: float = 0.0
-    epoch_samples: int = 0  # trained in the current epoch by this invocation
-    epoch_seconds: float = 0.0
-
-
-def _finite(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
 
 
 def _default_run_dir() -> Path:
@@ -247,7 +228,22 @@ class _Trainer:
                         self.config.decay_every)
         return state
 
-    def _mlflow(self, run: _Run, n_params: int) -> None:
+    def _compile(self, run: Run) -> None:
+        """torch.compile the step when ``config.compile`` asks for it (auto: where it pays back)."""
+        from esi.train.compile import compile_model, should_compile
+
+        cfg = self.config
+        total = cfg.epochs * run.steps_per_epoch
+        remaining = max(0, (total if cfg.max_steps is None else min(total, cfg.max_steps)) - run.state.step)
+        on, why = should_compile(cfg.compile, device=self.info.device, total_steps=remaining)
+        if on and remaining:
+            run.compiled = compile_model(run.model)
+            run.warmup_pending = True
+            log.info("%s: compiling %s (the first step is the warm-up)", why, ", ".join(run.compiled.names))
+        else:
+            log.info("%s: eager step", why)
+
+    def _mlflow(self, run: Run, n_params: int) -> None:
         from esi.train.mlflow_logger import MlflowLogger, flatten
 
         cfg, info, st = self.config, self.info, run.state
@@ -272,7 +268,8 @@ class _Trainer:
                                    "n_quarantined_excluded": ds.n_quarantined,
                                    "n_missing_captions": ds.n_missing_captions, "n_misaligned": ds.n_misaligned,
                                    "steps_per_epoch": run.steps_per_epoch, "device": str(info.device),
-                                   "autocast": str(run.stepper.autocast_dtype)})
+                                   "autocast": str(run.stepper.autocast_dtype),
+                                   "compiled": run.compiled is not None})
         st.mlflow_run_id = broadcast_object(info, st.mlflow_run_id)
 
     # checkpoint -------------------------------------------------------------------------------------------
@@ -281,7 +278,7 @@ class _Trainer:
                              "completed": completed, "run_dir": str(run_dir), "mlflow_run_id": st.mlflow_run_id},
                 "provenance": getattr(self, "_provenance", None) or {}}
 
-    def _save(self, run: _Run) -> None:
+    def _save(self, run: Run) -> None:
         rngs = gather_objects(self.info, rng_state())  # collective: every rank calls it
         if not self.info.is_main:
             return
@@ -307,8 +304,9 @@ class _Trainer:
         if cfg.lambda_con == 0 or cfg.lambda_cap == 0:
             freeze_unused(model, dataset, cfg)
         state = self._restore(resumed, steps_per_epoch)
-        run = _Run(run_dir, model, dataset, sampler, steps_per_epoch,
+        run = Run(run_dir, model, dataset, sampler, steps_per_epoch,
                    self._stepper(model, steps_per_epoch, state, resumed), state)
+        self._compile(run)
         self._mlflow(run, n_params)
         log.info("pretraining %s (%.1fM params) on %d records, %d step(s)/epoch x %d epochs, %d rank(s), %s",
                  cfg.model, n_params / 1e6, len(dataset), steps_per_epoch, cfg.epochs, info.world_size,
@@ -319,6 +317,9 @@ class _Trainer:
             if run.ml is not None:
                 run.ml.end("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
             raise
+        finally:
+            if run.compiled is not None:
+                run.compiled.remove()  # the returned and saved model is the plain eager one
         completed = state.epoch >= cfg.epochs
         final = run_dir / "model.pt"
         if info.is_main:
@@ -327,9 +328,10 @@ class _Trainer:
         return PretrainResult(run_dir=run_dir, final_checkpoint=final, history=state.history,
                               mlflow_run_id=state.mlflow_run_id,
                               samples_per_s=run.samples / run.seconds if run.seconds else 0.0,
-                              epochs=state.epochs, steps=state.step, completed=completed)
+                              epochs=state.epochs, steps=state.step, completed=completed,
+                              compiled=run.compiled is not None, compile_warmup_s=run.warmup_s)
 
-    def _train(self, run: _Run) -> None:
+    def _train(self, run: Run) -> None:
         cfg, st = self.config, run.state
         while st.epoch < cfg.epochs and (cfg.max_steps is None or st.step < cfg.max_steps):
             epoch = st.epoch
@@ -339,10 +341,10 @@ class _Trainer:
                     self._save(run)
                 log.info("stopped at max_steps=%d (epoch %d, step %d)", cfg.max_steps, epoch + 1, st.step)
                 return
-            self._end_epoch(run, epoch)
+            end_epoch(run, epoch, cfg, self.info.is_main)
             self._save(run)
 
-    def _epoch(self, run: _Run) -> bool:
+    def _epoch(self, run: Run) -> bool:
         """Train the rest of the current epoch; False when max_steps stopped it part-way."""
         from tqdm import tqdm
 
@@ -365,7 +367,7 @@ class _Trainer:
                 t0 = time.perf_counter()
                 result = run.stepper.run(batches)
                 st.samples_in_epoch = done * cfg.grad_accum * global_batch
-                rec = self._record(run, result, time.perf_counter() - t0)
+                rec = record_step(run, result, time.perf_counter() - t0, cfg, info.world_size)
                 bar.update(1)
                 bar.set_postfix(loss=f"{rec['loss']:.4f}" if rec["loss"] is not None else "nan",
                                 lr=f"{result.lr:.2e}", sps=f"{rec['samples_per_s']:.1f}")
@@ -377,57 +379,7 @@ class _Trainer:
             bar.close()
         return True
 
-    def _record(self, run: _Run, result: StepResult, seconds: float) -> dict[str, Any]:
-        """Count the step, append it to the history, log it, and stop on too many non-finite steps."""
-        cfg, st = self.config, run.state
-        st.step += 1
-        if result.finite:
-            st.consecutive_bad = 0
-        else:
-            st.consecutive_bad += 1
-            st.total_bad += 1
-            log.warning("step %d: non-finite loss/gradient (loss %s, grad norm %s): update skipped (%d in a "
-                        "row)", st.step, result.values["loss"], result.grad_norm, st.consecutive_bad)
-        step_samples = cfg.grad_accum * cfg.batch_size * self.info.world_size
-        run.samples += step_samples
-        run.seconds += seconds
-        run.epoch_samples += step_samples
-        run.epoch_seconds += seconds
-        rec = {"step": st.step, "epoch": st.epoch, **{k: _finite(v) for k, v in result.values.items()},
-               "lr": result.lr, "logit_scale": _finite(result.logit_scale), "grad_norm": _finite(result.grad_norm),
-               "samples_per_s": step_samples / max(seconds, 1e-9), "skipped": not result.finite}
-        st.history.append(rec)
-        if st.consecutive_bad >= cfg.max_nonfinite_steps:
-            raise TrainingError(
-                f"{st.consecutive_bad} consecutive steps had a non-finite loss or gradient (step {st.step}); "
-                "lower --lr, use --precision fp32, check the data for NaNs ('esi validate') or resume from an "
-                f"earlier checkpoint in {run.run_dir / 'checkpoints'}")
-        if run.ml is not None:
-            run.ml.metrics({k: rec[k] for k in (*METRICS, "lr", "logit_scale", "grad_norm", "samples_per_s")},
-                           st.step)
-            if st.step % cfg.log_every_steps == 0:
-                run.ml.flush()
-        return rec
-
-    def _end_epoch(self, run: _Run, epoch: int) -> None:
-        cfg, st = self.config, run.state
-        ep_hist = [h for h in st.history if h["epoch"] == epoch and not h["skipped"]]
-        seconds, samples = run.epoch_seconds, run.epoch_samples
-        summary = {"epoch": epoch, "last_step": st.step,
-                   **{k: sum(h[k] for h in ep_hist) / len(ep_hist) if ep_hist else None for k in METRICS},
-                   "lr": st.history[-1]["lr"] if st.history else None,
-                   "seconds": seconds, "samples_per_s": samples / seconds if seconds > 0 else 0.0}
-        st.epochs.append(summary)
-        st.epoch, st.samples_in_epoch = epoch + 1, 0
-        if run.ml is not None:
-            run.ml.metrics({f"epoch_{k}": summary[k] for k in (*METRICS, "samples_per_s")}, st.step)
-            run.ml.flush()
-        if self.info.is_main:
-            log.info("epoch %d/%d: loss %s, contrastive %s, caption %s, %.1f samples/s", epoch + 1, cfg.epochs,
-                     *(f"{summary[k]:.4f}" if summary[k] is not None else "n/a" for k in METRICS[:3]),
-                     summary["samples_per_s"])
-
-    def _finish(self, run: _Run, final: Path, completed: bool) -> None:
+    def _finish(self, run: Run, final: Path, completed: bool) -> None:
         from esi.data.store import atomic_write_json
         from esi.models.checkpoint import save_checkpoint
         from esi.train.plots import plot_history
@@ -436,7 +388,8 @@ class _Trainer:
         save_checkpoint(final, run.model, **self._extra(st, run_dir, completed))
         atomic_write_json(run_dir / "history.json", {
             "steps": st.history, "epochs": st.epochs, "nonfinite_skipped": st.total_bad,
-            "completed": completed, "mlflow_run_id": st.mlflow_run_id})
+            "completed": completed, "mlflow_run_id": st.mlflow_run_id,
+            "compiled": run.compiled is not None, "compile_warmup_s": run.warmup_s})
         if st.history:
             plot_history(st.history, st.epochs, run_dir / "loss.png")
         if run.ml is not None:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from esi.conditions.harmonize import harmonize
-from esi.data.real_split import HEADLINE, REAL_ROOT, SPLIT_FILE, load_split, make_split, part_mask, record_key
 from esi.data.readers import list_refs
+from esi.data.real_split import HEADLINE, REAL_ROOT, SPLIT_FILE, load_split, make_split, part_mask, record_key
 from esi.errors import DataError
 from esi.evaluation.metrics import binary_auc
 

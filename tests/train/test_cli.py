@@ -45,10 +45,18 @@ def test_pretrain_command_reports_domain_errors(tmp_path: Path) -> None:
 def test_save_config_writes_json_and_exits(tmp_path: Path) -> None:
     path = tmp_path / "pretrain.json"
     result = CliRunner().invoke(app, ["pretrain", "--config", "esi_cpu", "--epochs", "3", "--folds", "1-8",
-                                      "--model-override", "embed_dim=64", "--save-config", str(path)])
+                                      "--model-override", "embed_dim=64", "--length-buckets", "4",
+                                      "--save-config", str(path)])
     assert result.exit_code == 0, result.output
     data = json.loads(path.read_text())
     assert data["folds"] == [1, 2, 3, 4, 5, 6, 7, 8] and data["model_overrides"] == {"embed_dim": 64}
+    assert data["length_buckets"] == 4
+    # without the flag the option keeps its default (random batches)
+    plain = tmp_path / "plain.json"
+    assert CliRunner().invoke(app, ["pretrain", "--save-config", str(plain)]).exit_code == 0
+    assert json.loads(plain.read_text())["length_buckets"] == 0
+    bad = CliRunner().invoke(app, ["pretrain", "--length-buckets", "-1", "--save-config", str(plain)])
+    assert bad.exit_code != 0 and "length-buckets" in bad.output
 
 
 def test_pretrain_holds_out_folds_9_and_10_by_default(make_data) -> None:

@@ -45,6 +45,7 @@ def test_two_epochs_lower_the_loss_and_write_a_loadable_model(baseline) -> None:
     assert r.epochs[1]["loss"] < r.epochs[0]["loss"]
     assert r.history[-1]["loss"] < r.history[0]["loss"]
     assert r.samples_per_s > 0 and r.mlflow_run_id is None
+    assert not r.compiled and r.compile_warmup_s == 0  # compile=auto: 8 steps on CPU stay eager
     model = load_model(r.final_checkpoint)
     assert model.checkpoint_extra["pretrain"]["step"] == 8
     saved = json.loads((r.run_dir / "history.json").read_text())
