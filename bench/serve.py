@@ -1,20 +1,30 @@
 """Serving benchmark: the figures of the serving issue, side by side, in one run.
 
-    .venv/bin/python bench/serve.py [--config esi_cpu] [--score-config esi_test] [--score-records 1000,10000]
+    .venv/bin/python bench/serve.py [--config esi_cpu] [--threads N] [--score-records 1000,10000]
 
-1. embeddings/s: single-ECG ``embed`` requests from 8 concurrent clients through HTTP (adaptive batching)
-   vs the in-process Engine on the same inputs (goal: ratio >= 0.8);
-2. p50/p99 latency of a single-ECG ``zero_shot`` at concurrency 1 and 8 (goal: p99 < 200 ms at 1, esi_cpu);
-3. 32 concurrent clients for 60 s: errors (goal 0) and the server's RSS at start and end (goal: flat);
+1. embeddings/s: single-ECG requests from ``--clients-tp`` (64) concurrent clients through HTTP (the service
+   batches them), each of the ``--throughput-n`` (256) ECGs sent ``--rounds`` (4) times so the figure is the
+   steady state, vs the in-process Engine on the same ECGs in batches of 64 (goal: ratio >= 0.8), and vs its
+   forward pass alone on windows preprocessed beforehand. The ratio uses the binary path (``embed_npy``, a .npy
+   upload); the JSON path (``embed``) is printed beside it. The in-process figure is measured before and after
+   the HTTP run and averaged; CPU seconds per embedding are printed too (the machine may be shared).
+2. p50/p99 latency of a single-ECG ``zero_shot`` at concurrency 1 and 8, JSON and .npy (goal: p99 < 200 ms at
+   concurrency 1, esi_cpu on 2 cores);
+3. 32 concurrent clients for 60 s (half JSON, half .npy; every 4th request with its own free-text prompt, so
+   caches keyed by request content are exercised): errors (goal 0) and the server's RSS at start, after a
+   warm-up and at the end (goal: flat after the warm-up);
 4. ``esi score`` records/s and peak RSS at 1 000 vs 10 000 records (goal: flat), each in a fresh process.
 
-Everything runs in a temporary ESI_HOME / BENTOML_HOME; the model is a seeded random initialisation (speed and
-memory do not depend on the weights).
+Torch threads are the same in the bench process and the server (``--threads``, default: all cores), and both
+are printed. Request bodies are encoded once, before timing: the figures are the service's, not the client's
+JSON encoder's. Everything runs in a temporary ESI_HOME / BENTOML_HOME; the models are seeded random
+initialisations (speed and memory do not depend on the weights).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import signal
@@ -22,11 +32,14 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+
+_local = threading.local()
 
 
 def ecgs(n: int, seed: int = 0, samples: int = 5000) -> np.ndarray:
@@ -73,13 +86,27 @@ def start_server(bento: str, env: dict[str, str], log: Path) -> tuple[subprocess
     raise SystemExit("bentoml serve was not ready in 300 s")
 
 
+def tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and its children (the server's workers)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for p in [root, *root.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
 def tree_rss_mb(pid: int) -> float:
     import psutil
 
     root = psutil.Process(pid)
-    procs = [root, *root.children(recursive=True)]
     total = 0
-    for p in procs:
+    for p in [root, *root.children(recursive=True)]:
         try:
             total += p.memory_info().rss
         except psutil.Error:
@@ -87,68 +114,160 @@ def tree_rss_mb(pid: int) -> float:
     return total / 2**20
 
 
-def post(url: str, endpoint: str, body: dict, timeout: float = 300) -> tuple[int, float]:
+# ------------------------------------------------------------------------------------------------ requests
+def json_body(x: np.ndarray, **fields) -> bytes:
+    return json.dumps({"ecg": x.tolist(), "fs": 500, **fields}).encode()
+
+
+def npy_bytes(x: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, x)
+    return buf.getvalue()
+
+
+def post(url: str, endpoint: str, body: bytes | dict, timeout: float = 300) -> tuple[int, float]:
+    """(status, seconds) of one POST: bytes go as a JSON body, a dict as multipart (its 'ecg' a .npy file)."""
     import requests
 
+    session = getattr(_local, "session", None)
+    if session is None:
+        session = _local.session = requests.Session()
     t0 = time.perf_counter()
     try:
-        code = requests.post(f"{url}/{endpoint}", json=body, timeout=timeout).status_code
+        if isinstance(body, bytes):
+            r = session.post(f"{url}/{endpoint}", data=body, headers={"content-type": "application/json"},
+                             timeout=timeout)
+        else:
+            fields = {k: (None, v if isinstance(v, str) else json.dumps(v)) for k, v in body.items() if k != "ecg"}
+            r = session.post(f"{url}/{endpoint}", files={"ecg": ("ecg.npy", body["ecg"]), **fields}, timeout=timeout)
+        code = r.status_code
     except requests.RequestException:
         code = -1
     return code, time.perf_counter() - t0
 
 
-def throughput(url: str, engine, n: int) -> dict[str, float]:
+def npy_request(x: np.ndarray, **fields) -> dict:
+    return {"ecg": npy_bytes(x), "fs": 500, **fields}
+
+
+# ------------------------------------------------------------------------------------------------ figures
+def in_process(engine, x: np.ndarray, forward_only: bool = False) -> tuple[float, float]:
+    """(embeddings/s, CPU s per embedding) of the Engine on x in batches of 64: preprocessing + forward, or
+    (``forward_only``) the forward alone on windows preprocessed beforehand."""
+    windows = engine.prepare(x, 500) if forward_only else None
+    t0, c0 = time.perf_counter(), time.process_time()
+    for s in range(0, len(x), 64):
+        if forward_only:
+            engine.embed_windows(windows[s:s + 64])
+        else:
+            engine.embed(x[s:s + 64], 500)
+    return len(x) / (time.perf_counter() - t0), (time.process_time() - c0) / len(x)
+
+
+def http_rate(url: str, pid: int, endpoint: str, bodies: list, clients: int) -> dict[str, float]:
+    """Embeddings/s, errors and CPU s per embedding (server, client) of single-ECG requests."""
+    post(url, endpoint, bodies[0])
+    t0, s0, c0 = time.perf_counter(), tree_cpu_s(pid), time.process_time()
+    with ThreadPoolExecutor(clients) as pool:
+        codes = [c for c, _ in pool.map(lambda b: post(url, endpoint, b), bodies)]
+    n = len(bodies)
+    return {"rate": n / (time.perf_counter() - t0), "errors": sum(c != 200 for c in codes),
+            "server_cpu": (tree_cpu_s(pid) - s0) / n, "client_cpu": (time.process_time() - c0) / n}
+
+
+def server_info(url: str) -> dict:
+    import requests
+
+    return requests.post(f"{url}/info", json={}, timeout=60).json()
+
+
+def throughput(url: str, pid: int, engine, n: int, clients: int, rounds: int) -> dict:
+    """The n ECGs in-process, and ``rounds`` times over as single-ECG requests (steady state, not ramp-up)."""
     x = ecgs(n, seed=1)
-    engine.embed(x[:2], 500)  # warm-up
-    t0 = time.perf_counter()
-    for s in range(0, n, 64):
-        engine.embed(x[s:s + 64], 500)
-    local = n / (time.perf_counter() - t0)
-    bodies = [{"ecg": x[i:i + 1].tolist(), "fs": 500} for i in range(n)]
-    post(url, "embed", bodies[0])
-    t0 = time.perf_counter()
-    with ThreadPoolExecutor(8) as pool:
-        codes = [c for c, _ in pool.map(lambda b: post(url, "embed", b), bodies)]
-    http = n / (time.perf_counter() - t0)
-    return {"in_process": local, "http": http, "ratio": http / local, "errors": sum(c != 200 for c in codes)}
+    npy_bodies = [npy_request(x[i:i + 1]) for i in range(n)]
+    engine.embed(x[:64], 500)  # both sides warmed up with full batches (one-time kernel set-up)
+    http_rate(url, pid, "embed_npy", npy_bodies[:clients], clients)
+    before, cpu_before = in_process(engine, x)
+    b0 = server_info(url)["batching"]
+    npy = http_rate(url, pid, "embed_npy", npy_bodies * rounds, clients)
+    b1 = server_info(url)["batching"]
+    after, cpu_after = in_process(engine, x)
+    fwd, _ = in_process(engine, x, forward_only=True)
+    js = http_rate(url, pid, "embed", [json_body(x[i:i + 1]) for i in range(n)] * rounds, clients)
+    local, local_cpu = (before + after) / 2, (cpu_before + cpu_after) / 2
+    return {"in_process": local, "in_process_runs": (before, after), "in_process_cpu": local_cpu, "npy": npy,
+            "forward_only": fwd, "ratio_forward": npy["rate"] / fwd,
+            "json": js, "ratio": npy["rate"] / local, "ratio_json": js["rate"] / local,
+            "errors": npy["errors"] + js["errors"],
+            "mean_batch": (b1["windows"] - b0["windows"]) / max(b1["batches"] - b0["batches"], 1)}
 
 
-def latency(url: str, concurrency: int, requests_n: int) -> dict[str, float]:
-    body = {"ecg": ecgs(1, seed=2).tolist(), "fs": 500}
-    post(url, "zero_shot", body)
+def latency(url: str, concurrency: int, requests_n: int, binary: bool) -> dict[str, float]:
+    x = ecgs(1, seed=2)
+    body = npy_request(x) if binary else json_body(x)
+    endpoint = "zero_shot_npy" if binary else "zero_shot"
+    post(url, endpoint, body)
     with ThreadPoolExecutor(concurrency) as pool:
-        res = list(pool.map(lambda _: post(url, "zero_shot", body), range(requests_n)))
+        res = list(pool.map(lambda _: post(url, endpoint, body), range(requests_n)))
     ms = np.array([t for _, t in res]) * 1000
     return {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)),
             "errors": sum(c != 200 for c, _ in res), "n": requests_n}
 
 
-def soak(url: str, pid: int, clients: int, seconds: float) -> dict[str, float]:
-    body = {"ecg": ecgs(1, seed=3).tolist(), "fs": 500}
-    rss_start = tree_rss_mb(pid)
-    stop = time.monotonic() + seconds
+def soak(url: str, pid: int, clients: int, seconds: float, warmup: float) -> dict[str, float]:
+    x = ecgs(1, seed=3)
+    bodies = {False: json_body(x), True: npy_request(x)}
+    samples: list[tuple[float, float]] = [(0.0, tree_rss_mb(pid))]
+    t_start = time.monotonic()
+    stop = t_start + seconds
+    counter = iter(range(10**9))
 
-    def client(_: int) -> tuple[int, int]:
+    def client(i: int) -> tuple[int, int]:
         ok = bad = 0
+        binary = bool(i % 2)
         while time.monotonic() < stop:
-            code, _ = post(url, "zero_shot", body)
+            k = next(counter)
+            if k % 4 == 3:  # a prompt no other request has: a new label set each time
+                body = (npy_request(x, prompts=[f"ECG pattern number {k}"]) if binary
+                        else json_body(x, prompts=[f"ECG pattern number {k}"]))
+            else:
+                body = bodies[binary]
+            code, _ = post(url, "zero_shot_npy" if binary else "zero_shot", body)
             ok, bad = (ok + 1, bad) if code == 200 else (ok, bad + 1)
         return ok, bad
 
+    def sampler() -> None:
+        while time.monotonic() < stop:
+            time.sleep(2.0)
+            samples.append((time.monotonic() - t_start, tree_rss_mb(pid)))
+
+    watcher = threading.Thread(target=sampler, daemon=True)
+    watcher.start()
     with ThreadPoolExecutor(clients) as pool:
         res = list(pool.map(client, range(clients)))
+    watcher.join()
+    samples.append((time.monotonic() - t_start, tree_rss_mb(pid)))
+    after = [r for t, r in samples if t >= warmup]
+    half = [(t, r) for t, r in samples if t >= seconds / 2]
+    slope = (half[-1][1] - half[0][1]) / max(half[-1][0] - half[0][0], 1e-9) * 60
     return {"requests": sum(r[0] + r[1] for r in res), "errors": sum(r[1] for r in res),
-            "rss_start_mb": rss_start, "rss_end_mb": tree_rss_mb(pid)}
+            "rss_start_mb": samples[0][1], "rss_warm_mb": after[0], "rss_end_mb": samples[-1][1],
+            "rss_max_after_warm_mb": max(after), "slope_mb_min": slope, "samples": samples}
 
 
+# Peak RSS from VmHWM, the high-water mark of this process's own address space: ru_maxrss is wrong here, since
+# Linux carries the parent's peak over into a (v)forked and exec'd child, so it reported the bench process.
 SCORE_CHILD = """
 import json, resource, sys, time
 from esi.serving.score import score
 s = score(sys.argv[1], sys.argv[2], model=sys.argv[3], labels=sys.argv[4], batch_size=64, part_size=1000,
           progress=False, reference=None)
+try:
+    hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")) / 1024
+except OSError:
+    hwm = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"records": s.records, "records_per_s": s.records_per_s, "seconds": s.seconds,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mb": hwm, "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 
@@ -168,53 +287,102 @@ def score_scaling(work: Path, ckpt: Path, sizes: list[int], env: dict[str, str])
     return out
 
 
+def report(args, threads: dict, tp: dict, lat: dict, sk: dict, sc: list[dict]) -> None:
+    load = os.getloadavg()
+    print(f"\nbench/serve.py — {args.config} served by 1 BentoML worker; {os.cpu_count()} CPU cores, load average "
+          f"{load[0]:.1f} / {load[1]:.1f} (1 / 5 min) at the end (shared machine: compare within this run)")
+    print(f"torch threads: bench process {threads['bench']}, server {threads['server']} (OMP_NUM_THREADS = "
+          f"MKL_NUM_THREADS = {args.threads} in both); server batches of up to {threads['max_batch']} windows")
+    npy, js = tp["npy"], tp["json"]
+    rows = [
+        ("embeddings/s in-process (batches of 64, mean of 2 runs)",
+         f"{tp['in_process']:.1f} ({tp['in_process_runs'][0]:.1f}, {tp['in_process_runs'][1]:.1f})"),
+        (f"embeddings/s HTTP embed_npy, 1 ECG x {args.clients_tp} clients x {args.rounds}", f"{npy['rate']:.1f}"),
+        ("  ratio .npy HTTP / in-process (goal >= 0.8)", f"{tp['ratio']:.2f}"),
+        ("  mean windows per forward in the server", f"{tp['mean_batch']:.1f}"),
+        ("embeddings/s in-process, forward only (preprocessed)", f"{tp['forward_only']:.1f}"),
+        ("  ratio .npy HTTP / in-process forward only", f"{tp['ratio_forward']:.2f}"),
+        (f"embeddings/s HTTP embed (JSON), 1 ECG x {args.clients_tp} clients x {args.rounds}", f"{js['rate']:.1f}"),
+        ("  ratio JSON HTTP / in-process", f"{tp['ratio_json']:.2f}"),
+        ("CPU ms per embedding: in-process / server .npy / server JSON",
+         f"{tp['in_process_cpu'] * 1e3:.0f} / {npy['server_cpu'] * 1e3:.0f} / {js['server_cpu'] * 1e3:.0f}"),
+        ("  CPU ratio in-process / server (.npy, JSON)",
+         f"{tp['in_process_cpu'] / npy['server_cpu']:.2f}, {tp['in_process_cpu'] / js['server_cpu']:.2f}"),
+        ("  client CPU ms per request (.npy, JSON; not in the above)",
+         f"{npy['client_cpu'] * 1e3:.1f}, {js['client_cpu'] * 1e3:.1f}"),
+    ]
+    for (c, binary), r in lat.items():
+        kind = ".npy" if binary else "JSON"
+        rows.append((f"zero_shot 1 ECG {kind}, concurrency {c}: p50 / p99 ms", f"{r['p50']:.0f} / {r['p99']:.0f}"))
+    rows += [
+        (f"{args.clients} clients x {args.soak_s:g} s: requests / errors", f"{sk['requests']} / {sk['errors']}"),
+        (f"  server RSS MiB: start / after {args.warmup_s:g} s / end",
+         f"{sk['rss_start_mb']:.0f} / {sk['rss_warm_mb']:.0f} / {sk['rss_end_mb']:.0f}"),
+        ("  end - after warm-up (max after warm-up)", f"{sk['rss_end_mb'] - sk['rss_warm_mb']:+.0f} MiB "
+                                                      f"({sk['rss_max_after_warm_mb']:.0f})"),
+        ("  RSS trend over the second half of the soak", f"{sk['slope_mb_min']:+.0f} MiB/min"),
+    ]
+    for r in sc:
+        rows.append((f"esi score {r['n']:>6} records ({args.score_config}): rec/s, peak MiB",
+                     f"{r['records_per_s']:.1f} / {r['peak_rss_mb']:.0f}"))
+        rows.append(("  (ru_maxrss, which includes the parent's peak)", f"{r['ru_maxrss_mb']:.0f}"))
+    if len(sc) == 2:
+        a, b = sc
+        rows.append(("  change 10x records: rec/s, peak RSS", f"{b['records_per_s'] / a['records_per_s'] - 1:+.1%} / "
+                                                              f"{b['peak_rss_mb'] / a['peak_rss_mb'] - 1:+.1%}"))
+    print(f"{'figure':<60}{'value':>30}")
+    for name, value in rows:
+        print(f"{name:<60}{value:>30}")
+    print("RSS during the soak (s: MiB): " + ", ".join(f"{t:.0f}: {r:.0f}" for t, r in sk["samples"]))
+    errs = [tp["errors"], *(r["errors"] for r in lat.values())]
+    print(f"(errors during throughput / latency runs: {' / '.join(map(str, errs))}; work dir {args.work})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="esi_cpu", help="model served and timed")
     ap.add_argument("--score-config", default="esi_test", help="model of the esi score scaling run")
     ap.add_argument("--score-records", default="1000,10000")
-    ap.add_argument("--throughput-n", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads, bench and server")
+    ap.add_argument("--throughput-n", type=int, default=256, help="distinct ECGs of the throughput runs")
+    ap.add_argument("--rounds", type=int, default=4, help="HTTP requests per ECG in each throughput run")
+    ap.add_argument("--clients-tp", type=int, default=64, help="concurrent clients of the throughput runs")
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--soak-s", type=float, default=60.0)
+    ap.add_argument("--warmup-s", type=float, default=20.0, help="RSS is judged flat from this second of the soak")
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="esi-bench-serve-"))
-    env = dict(os.environ, ESI_HOME=str(work / "home"), BENTOML_HOME=str(work / "bentoml"))
+    # the same thread settings in this process as in the server, set before torch is imported: with
+    # OMP_NUM_THREADS unset, torch.set_num_threads alone gave the in-process forward ~1.7x the CPU time
+    thread_env = {k: str(args.threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    os.environ.update(thread_env)
+    import torch
+
+    args.work = Path(tempfile.mkdtemp(prefix="esi-bench-serve-"))
+    env = dict(os.environ, ESI_HOME=str(args.work / "home"), BENTOML_HOME=str(args.work / "bentoml"), **thread_env)
     os.environ.update(ESI_HOME=env["ESI_HOME"], BENTOML_HOME=env["BENTOML_HOME"])
+    torch.set_num_threads(args.threads)
     from esi.serving.build import build_bento
     from esi.serving.engine import Engine
 
-    ckpt = checkpoint(args.config, work / "model.pt")
+    ckpt = checkpoint(args.config, args.work / "model.pt")
     bento = build_bento(str(ckpt))
     engine = Engine.from_uri(str(ckpt))
     engine.warm_up()
-    proc, url = start_server(bento, env, work / "serve.log")
+    proc, url = start_server(bento, env, args.work / "serve.log")
     try:
-        tp = throughput(url, engine, args.throughput_n)
-        lat1, lat8 = latency(url, 1, 30), latency(url, 8, 64)
-        sk = soak(url, proc.pid, args.clients, args.soak_s)
+        info = server_info(url)
+        threads = {"bench": torch.get_num_threads(), "server": info["torch_threads"],
+                   "max_batch": info["batching"]["max_batch_size"]}
+        tp = throughput(url, proc.pid, engine, args.throughput_n, args.clients_tp, args.rounds)
+        lat = {(c, b): latency(url, c, n, b) for c, n in ((1, 100), (8, 128)) for b in (False, True)}
+        sk = soak(url, proc.pid, args.clients, args.soak_s, args.warmup_s)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
+    del engine
     sizes = [int(s) for s in args.score_records.split(",")]
-    sc = score_scaling(work, checkpoint(args.score_config, work / "score_model.pt"), sizes, env)
-    cores = os.cpu_count()
-    load = os.getloadavg()[0]
-    print(f"\nbench/serve.py — {args.config} served by 1 BentoML worker; {cores} CPU cores, load average {load:.1f} "
-          "at the end (shared machine)")
-    print(f"{'figure':<52}{'value':>34}")
-    print(f"{'embeddings/s in-process (batches of 64)':<52}{tp['in_process']:>34.1f}")
-    print(f"{'embeddings/s HTTP embed, 1 ECG x 8 clients (batching)':<52}{tp['http']:>34.1f}")
-    print(f"{'  ratio HTTP / in-process (goal >= 0.8)':<52}{tp['ratio']:>34.2f}")
-    print(f"{'zero_shot 1 ECG, concurrency 1: p50 / p99 ms':<52}{lat1['p50']:>20.0f} / {lat1['p99']:<11.0f}")
-    print(f"{'zero_shot 1 ECG, concurrency 8: p50 / p99 ms':<52}{lat8['p50']:>20.0f} / {lat8['p99']:<11.0f}")
-    print(f"{f'{args.clients} clients x {args.soak_s:g} s: requests / errors':<52}"
-          f"{sk['requests']:>20d} / {sk['errors']:<11d}")
-    print(f"{'  server RSS start -> end (MiB)':<52}{sk['rss_start_mb']:>20.0f} -> {sk['rss_end_mb']:<8.0f}")
-    for r in sc:
-        label = f"esi score {r['n']:>6} records ({args.score_config}): rec/s, peak MiB"
-        print(f"{label:<52}"
-              f"{r['records_per_s']:>20.1f} / {r['peak_rss_mb']:<11.0f}")
-    print(f"(errors during throughput/latency: {tp['errors']} / {lat1['errors']} / {lat8['errors']}; work dir {work})")
+    sc = score_scaling(args.work, checkpoint(args.score_config, args.work / "score_model.pt"), sizes, env)
+    report(args, threads, tp, lat, sk, sc)
 
 
 if __name__ == "__main__":

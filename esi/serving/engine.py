@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -101,10 +102,12 @@ class Engine:
         device: 'cpu' / 'cuda' (default: automatic).
         limits: request limits (default: from Settings).
         batch_size: largest forward batch.
+        label_cache_size: label sets whose text embeddings are kept (least recently used dropped first):
+            free-text prompts differ from request to request, so the cache must not grow with them.
     """
 
     def __init__(self, model: Any, *, preprocess_config: PreprocessConfig | None = None, device: str | None = None,
-                 limits: RequestLimits | None = None, batch_size: int = 64) -> None:
+                 limits: RequestLimits | None = None, batch_size: int = 64, label_cache_size: int = 32) -> None:
         import torch
 
         self.device = torch.device(device or auto_device())
@@ -118,7 +121,9 @@ class Engine:
         if self.info["version"] is None and self.info["digest"]:  # a bare checkpoint: named by its digest
             self.info["version"] = f"ckpt-{str(self.info['digest'])[:12]}"
         self.default_labels = default_labels()
+        self.label_cache_size = max(1, int(label_cache_size))
         self._label_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()  # the service reads the cache from request threads
 
     @classmethod
     def from_uri(cls, uri: str, *, tracking_uri: str | None = None, **kwargs: Any) -> Engine:
@@ -183,16 +188,30 @@ class Engine:
 
     def label_embeddings(self, labels: LabelSet) -> np.ndarray:
         """(C, D): per label the mean of its prompt embeddings, re-normalised (cached per label set)."""
-        key = labels.digest()
-        hit = self._label_cache.get(key)
+        hit = self.cached_label_embeddings(labels)
         if hit is not None:
-            self._label_cache.move_to_end(key)
             return hit
         emb = mean_prompt_embeddings(labels, self.embed_text)
-        self._label_cache[key] = emb
-        while len(self._label_cache) > 32:
-            self._label_cache.popitem(last=False)
+        with self._cache_lock:
+            self._label_cache[labels.digest()] = emb
+            while len(self._label_cache) > self.label_cache_size:
+                self._label_cache.popitem(last=False)
         return emb
+
+    def cached_label_embeddings(self, labels: LabelSet) -> np.ndarray | None:
+        """The cached label embeddings of ``labels``, or None (no model call: safe from any thread)."""
+        key = labels.digest()
+        with self._cache_lock:
+            hit = self._label_cache.get(key)
+            if hit is not None:
+                self._label_cache.move_to_end(key)
+            return hit
+
+    def label_cache_info(self) -> dict[str, int]:
+        """Entries and bytes held by the label-embedding cache, and its bound."""
+        with self._cache_lock:
+            return {"entries": len(self._label_cache), "max_entries": self.label_cache_size,
+                    "bytes": int(sum(e.nbytes for e in self._label_cache.values()))}
 
     def warm_up(self) -> None:
         """Compute the default label embeddings once (service start)."""
@@ -203,12 +222,16 @@ class Engine:
         """(n, C) cosine similarities of ECG embeddings with the label embeddings."""
         return cosine_scores(embeddings, self.label_embeddings(labels or self.default_labels))
 
-    def zero_shot(self, embeddings: np.ndarray, labels: LabelSet | None = None, top_k: int = 5) -> list[dict]:
-        """Per ECG: ``scores`` {label id: score}, and ``top`` [{id, name, score}] of the top_k labels."""
+    def zero_shot(self, embeddings: np.ndarray, labels: LabelSet | None = None, top_k: int = 5, *,
+                  label_embeddings: np.ndarray | None = None) -> list[dict]:
+        """Per ECG: ``scores`` {label id: score}, and ``top`` [{id, name, score}] of the top_k labels.
+
+        ``label_embeddings``: those of ``labels`` when the caller computed them already (no model call here).
+        """
         labels = labels or self.default_labels
         k = check_top_k(top_k, len(labels))
-        s = self.scores(embeddings, labels)
-        return [format_scores(row, labels, k) for row in s]
+        lab = self.label_embeddings(labels) if label_embeddings is None else label_embeddings
+        return [format_scores(row, labels, k) for row in cosine_scores(embeddings, lab)]
 
 
 def mean_prompt_embeddings(labels: LabelSet, embed_text: Any) -> np.ndarray:

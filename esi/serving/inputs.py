@@ -12,6 +12,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -106,6 +107,27 @@ def check_ecg(ecg: Any, fs: Any, limits: RequestLimits) -> tuple[np.ndarray, flo
         raise RequestError(f"field 'ecg': amplitude {peak:g} exceeds {limits.max_abs_mv:g} mV; send millivolts "
                            "(divide uV by 1000, ADC units by the gain)")
     return arr, fs
+
+
+def read_npy(path: str | Path, limits: RequestLimits, field: str = "ecg") -> np.ndarray:
+    """An uploaded ``.npy`` file (``np.save`` of (n, 12, samples) or (12, samples) numbers in mV) as an array.
+
+    Pickled (object) arrays are refused before anything is unpickled; check_ecg checks the contents.
+    """
+    path = Path(path)
+    check_size(path.stat().st_size, limits, f"field '{field}'")
+    how = (f"send the bytes of numpy.save(file, ecg) with ecg of shape (n, 12, samples), float32 or float64, "
+           f"in mV, as the multipart file field '{field}'")
+    with path.open("rb") as fh:
+        if fh.read(6) != b"\x93NUMPY":
+            raise RequestError(f"field '{field}' is not a .npy file; {how}")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:  # truncated, object dtype (needs pickle), bad header
+        raise RequestError(f"field '{field}': unreadable .npy ({exc}); {how}") from None
+    if arr.dtype.kind not in "fiu":
+        raise RequestError(f"field '{field}': .npy of dtype {arr.dtype} is not real numbers; {how}")
+    return arr
 
 
 def serving_config(config: PreprocessConfig) -> PreprocessConfig:

@@ -8,6 +8,7 @@ as in zero-shot evaluation; their text embeddings are averaged into one class em
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
 import re
@@ -49,6 +50,10 @@ class LabelSet:
 
     def digest(self) -> str:
         """Identifies ids + prompts (the cache key of the label embeddings)."""
+        return self._digest
+
+    @functools.cached_property
+    def _digest(self) -> str:  # computed once per set: the default set is looked up by every request
         payload = [[lab.label_id, list(lab.prompts)] for lab in self.labels]
         return hashlib.sha1(json.dumps(payload).encode()).hexdigest()[:16]
 

@@ -31,6 +31,7 @@ import numpy as np
 from esi.errors import ConfigError
 from esi.serving.engine import cosine_scores, mean_prompt_embeddings, top_indices
 from esi.serving.labels import LabelSet
+from esi.serving.malloc import fix_mmap_threshold
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +182,7 @@ def score(input: str | Path, out: str | Path, *, model: str = "models:/esi@champ
     if batch_size < 1 or part_size < 1 or top_k < 1:
         raise ConfigError("batch_size, part_size and top_k must be >= 1")
     out = Path(out)
+    fix_mmap_threshold()  # memory flat in the number of records (see esi.serving.malloc)
     try:
         from esi.data.lock import exclusive_lock
     except ImportError:  # pragma: no cover - older trees without the lock helper
@@ -218,7 +220,7 @@ def _score(input: str | Path, out: Path, *, model: str, source: str | None, shar
                            parts_total=n_parts, parts_skipped=len(mine) - len(todo), batch_size=batch_size)
     summary.labels.pop("ids", None), summary.labels.pop("names", None)
     meta = {"model_name": summary.model_name or "esi", "model_version": summary.model_version or ""}
-    n_todo = sum(len(inp.items[k * part_size:(k + 1) * part_size]) for k in todo)
+    n_todo = sum(min(part_size, len(inp.items) - k * part_size) for k in todo)
     bar = tqdm(total=n_todo, desc="esi score", unit="rec", disable=not progress, dynamic_ncols=True)
     t_loop = time.perf_counter()
     try:

@@ -7,11 +7,15 @@ Requests use the same field names everywhere: ``ecg`` ((n, 12, samples) in mV), 
 :class:`esi.serving.engine.Engine`; this class adapts it to HTTP (bad input -> 4xx naming the field).
 """
 
+import asyncio
 import contextlib
+import contextvars
+import functools
 import logging
 import os
 import re
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,6 +26,8 @@ from bentoml.exceptions import BentoMLException, InvalidArgument
 from bentoml.validators import DType
 
 from esi.serving.asgi import BodyLimitMiddleware
+from esi.serving.batching import Overloaded, WindowBatcher
+from esi.serving.malloc import limit_arenas
 from esi.settings import get_settings
 
 _log = logging.getLogger(__name__)
@@ -41,6 +47,8 @@ def _http_errors():
 
     try:
         yield
+    except Overloaded as exc:
+        raise BentoMLException(str(exc), error_code=HTTPStatus.SERVICE_UNAVAILABLE) from None
     except PayloadTooLarge as exc:
         raise BentoMLException(str(exc), error_code=HTTPStatus.REQUEST_ENTITY_TOO_LARGE) from None
     except RequestError as exc:
@@ -60,60 +68,79 @@ class EsiService:
         from esi.serving.engine import Engine, load_model_uri, preprocess_from_dict
 
         settings = get_settings()
+        limit_arenas(2)  # before the worker's threads start (see esi.serving.malloc)
         if settings.model_uri:
             model, preprocess = load_model_uri(settings.model_uri), None
         else:
             model, pre = resolve_bento_model(_bento_model_ref(type(self).model_ref))
             preprocess = preprocess_from_dict(pre) if pre else None
         self.engine = Engine(model, preprocess_config=preprocess, batch_size=settings.serve_max_batch_size)
-        self.engine.warm_up()  # text embeddings of the default label set, once
+        # every torch call of this worker runs on the batcher's model thread (see esi.serving.batching); request
+        # checks and preprocessing on a fixed pool of one thread per core (more only contend, and each new
+        # thread that allocates large arrays can add a malloc arena)
+        self.batcher = WindowBatcher(self.engine.embed_windows, max_batch_size=settings.serve_max_batch_size,
+                                     max_latency_ms=settings.serve_max_latency_ms, observe=_batch_histogram())
+        self._pool = ThreadPoolExecutor(max(1, os.cpu_count() or 1), thread_name_prefix="esi-prep")
+        self.batcher.run_sync(self.engine.warm_up)  # text embeddings of the default label set, once
+        _log.info("ESI service: model %s version %s on %s, %d torch threads, batches of up to %d windows",
+                  self.engine.info["name"], self.engine.info["version"], self.engine.device, _torch_threads(),
+                  settings.serve_max_batch_size)
 
-    async def _encode(self, windows: np.ndarray) -> np.ndarray:
-        """Embed windows through the batchable endpoint, so concurrent requests share forward passes."""
-        import anyio
-        from aiohttp import ClientConnectionError
+    async def _batched(self, prepare: Any, *args: Any) -> np.ndarray:
+        """``prepare(*args)`` -> windows off the event loop, then their embeddings from a shared forward pass."""
+        with self.batcher.expecting():  # a batch about to start waits for these windows
+            windows = await self._in_thread(prepare, *args)
+        return await self.batcher.embed(windows)
 
-        client = getattr(self, "to_async", None)
-        if client is None:  # the class used directly, outside a server
-            return self.engine.embed_windows(windows)
-        for _ in range(3):  # BentoML's self-proxy (aiohttp) drops a kept-alive connection now and then
-            try:
-                return np.asarray(await client.encode(windows=windows), dtype=np.float32)
-            except ClientConnectionError as exc:
-                last = exc
-        _log.warning("batched encode unreachable (%s); embedding this request unbatched", last)
-        return await anyio.to_thread.run_sync(self.engine.embed_windows, windows)
+    async def _in_thread(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """``fn`` on the request pool (checks, preprocessing, formatting), in the request's context."""
+        ctx = contextvars.copy_context()
+        call = functools.partial(ctx.run, fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
-    async def _prepare(self, ecg: Any, fs: float) -> np.ndarray:
-        import anyio
+    async def _embed_ecg(self, ecg: Any, fs: float) -> np.ndarray:
+        return await self._batched(self.engine.prepare, ecg, fs)
 
-        if getattr(self, "_prep_limiter", None) is None:
-            # as many preprocessing threads as cores: more only contend (and grow malloc arenas)
-            self._prep_limiter = anyio.CapacityLimiter(max(1, os.cpu_count() or 1))
-        return await anyio.to_thread.run_sync(self.engine.prepare, ecg, fs, limiter=self._prep_limiter)
+    async def _embed_npy(self, path: Path, fs: float) -> np.ndarray:
+        from esi.serving.inputs import read_npy
 
-    async def _zero_shot(self, emb: np.ndarray, label_set: Any, top_k: int) -> list[dict]:
-        import anyio
+        def prepare() -> np.ndarray:
+            return self.engine.prepare(read_npy(path, self.engine.limits), fs)
 
-        # a new label set embeds its prompts: off the event loop
-        return await anyio.to_thread.run_sync(self.engine.zero_shot, emb, label_set, top_k)
+        return await self._batched(prepare)
+
+    async def _scores(self, emb: np.ndarray, label_set: Any, top_k: int) -> dict[str, Any]:
+        lab = self.engine.cached_label_embeddings(label_set)
+        if lab is None:  # a new label set: a text forward, on the model thread
+            lab = await self.batcher.run(self.engine.label_embeddings, label_set)
+        results = await self._in_thread(self.engine.zero_shot, emb, label_set, top_k, label_embeddings=lab)
+        return {"results": results, "labels": label_set.to_dict(), "model": self._model()}
+
+    def _embeddings(self, emb: np.ndarray) -> dict[str, Any]:
+        return {"embeddings": emb.tolist(), "dim": int(emb.shape[1]), "model": self._model()}
 
     def _model(self) -> dict[str, Any]:
         return {"name": self.engine.info["name"], "version": self.engine.info["version"]}
 
-    @bentoml.api(batchable=True, max_batch_size=_SETTINGS.serve_max_batch_size,
-                 max_latency_ms=_SETTINGS.serve_max_latency_ms)
-    def encode(self, windows: FloatArray) -> np.ndarray:
-        """Preprocessed windows (n, 12, n_samples at the training rate) -> (n, D) embeddings (adaptive batching)."""
+    @bentoml.api
+    async def encode(self, windows: FloatArray) -> np.ndarray:
+        """Preprocessed windows (n, 12, n_samples at the training rate) -> (n, D) embeddings (batched)."""
         with _http_errors():
-            return self.engine.embed_windows(windows)
+            return await self._batched(self.engine.check_windows, windows)
 
     @bentoml.api
     async def embed(self, ecg: FloatArray, fs: float = 500.0) -> dict[str, Any]:
         """ECGs (n, 12, samples) in mV at ``fs`` Hz -> L2-normalised embeddings (n, D)."""
         with _http_errors():
-            emb = await self._encode(await self._prepare(ecg, fs))
-        return {"embeddings": emb.tolist(), "dim": int(emb.shape[1]), "model": self._model()}
+            emb = await self._embed_ecg(ecg, fs)
+        return self._embeddings(emb)
+
+    @bentoml.api
+    async def embed_npy(self, ecg: Path, fs: float = 500.0) -> dict[str, Any]:
+        """``embed`` with ``ecg`` uploaded as a .npy file (numpy.save; multipart): no JSON lists to parse."""
+        with _http_errors():
+            emb = await self._embed_npy(ecg, fs)
+        return self._embeddings(emb)
 
     @bentoml.api
     async def zero_shot(self, ecg: FloatArray, fs: float = 500.0, labels: list[str] | None = None,
@@ -124,51 +151,57 @@ class EsiService:
         """
         with _http_errors():
             label_set = self._labels(labels, prompts)
-            emb = await self._encode(await self._prepare(ecg, fs))
-            results = await self._zero_shot(emb, label_set, top_k)
-        return {"results": results, "labels": label_set.to_dict(), "model": self._model()}
+            emb = await self._embed_ecg(ecg, fs)
+            return await self._scores(emb, label_set, top_k)
 
     @bentoml.api
-    def caption(self, ecg: FloatArray, fs: float = 500.0) -> dict[str, Any]:
+    async def zero_shot_npy(self, ecg: Path, fs: float = 500.0, labels: list[str] | None = None,
+                            prompts: list[str] | None = None, top_k: int = _SETTINGS.serve_top_k) -> dict[str, Any]:
+        """``zero_shot`` with ``ecg`` uploaded as a .npy file (numpy.save; multipart)."""
+        with _http_errors():
+            label_set = self._labels(labels, prompts)
+            emb = await self._embed_npy(ecg, fs)
+            return await self._scores(emb, label_set, top_k)
+
+    @bentoml.api
+    async def caption(self, ecg: FloatArray, fs: float = 500.0) -> dict[str, Any]:
         """The caption decoder's description of each ECG."""
         with _http_errors():
-            captions = self.engine.caption(self.engine.prepare(ecg, fs))
+            windows = await self._in_thread(self.engine.prepare, ecg, fs)
+            captions = await self.batcher.run(self.engine.caption, windows)
         return {"captions": captions, "model": self._model()}
 
     @bentoml.api
-    def embed_text(self, prompts: list[str]) -> dict[str, Any]:
+    async def embed_text(self, prompts: list[str]) -> dict[str, Any]:
         """Free texts -> L2-normalised text embeddings in the ECG embedding space."""
         from esi.serving.inputs import check_texts
 
         with _http_errors():
             texts = check_texts(prompts, "prompts", self.engine.limits)
-            emb = self.engine.embed_text(texts)
+            emb = await self.batcher.run(self.engine.embed_text, texts)
         return {"embeddings": emb.tolist(), "dim": int(emb.shape[1]), "model": self._model()}
 
     @bentoml.api
     async def score_files(self, files: list[Path], labels: list[str] | None = None, prompts: list[str] | None = None,
                           top_k: int = _SETTINGS.serve_top_k) -> dict[str, Any]:
         """WFDB uploads (.hea + .dat/.mat, or a .zip of them) -> the zero_shot result of each record."""
-        import anyio
-
         from esi.serving.uploads import read_uploaded_records, record_windows, stage_files
 
         names = [_upload_name(f) for f in files]
         with _http_errors():
             label_set = self._labels(labels, prompts)
-            with tempfile.TemporaryDirectory(prefix="esi-upload-") as tmp:
-                root = Path(tmp) / "upload"
+            ids: list[str] = []
 
-                def load() -> tuple[list[str], np.ndarray]:
+            def load() -> np.ndarray:
+                with tempfile.TemporaryDirectory(prefix="esi-upload-") as tmp:
+                    root = Path(tmp) / "upload"
                     stage_files(zip(names, files, strict=True), root, self.engine.limits)
                     records = read_uploaded_records(root)
-                    return [r.record_id for r in records], record_windows(records, self.engine.preprocess,
-                                                                          self.engine.limits)
+                    ids.extend(r.record_id for r in records)
+                    return record_windows(records, self.engine.preprocess, self.engine.limits)
 
-                ids, windows = await anyio.to_thread.run_sync(load)
-            emb = await self._encode(windows)
-            results = await self._zero_shot(emb, label_set, top_k)
-        return {"records": ids, "results": results, "labels": label_set.to_dict(), "model": self._model()}
+            emb = await self._batched(load)
+            return {"records": ids, **await self._scores(emb, label_set, top_k)}
 
     @bentoml.api
     def info(self) -> dict[str, Any]:
@@ -176,8 +209,11 @@ class EsiService:
         import dataclasses
 
         e = self.engine
+        batching = {"max_batch_size": self.batcher.max_batch_size,
+                    "max_latency_ms": self.batcher.max_latency_s * 1000, **self.batcher.stats.to_dict()}
         return {**e.info, "labels": e.default_labels.to_dict(), "preprocess": e.preprocess.to_dict(),
-                "device": str(e.device), "limits": dataclasses.asdict(e.limits), "embed_dim": e.model.config.embed_dim}
+                "device": str(e.device), "torch_threads": _torch_threads(), "limits": dataclasses.asdict(e.limits),
+                "embed_dim": e.model.config.embed_dim, "batching": batching, "label_cache": e.label_cache_info()}
 
     def _labels(self, labels: list[str] | None, prompts: list[str] | None):
         from esi.serving.inputs import check_texts
@@ -186,7 +222,28 @@ class EsiService:
         limits = self.engine.limits
         labels = check_texts(labels, "labels", limits, allow_empty=True) if labels is not None else None
         prompts = check_texts(prompts, "prompts", limits, allow_empty=True) if prompts is not None else None
+        if not labels and not prompts:  # built once at start: rebuilding it reads every corpus file again
+            return self.engine.default_labels
         return resolve_labels(labels, prompts)
+
+
+@functools.cache
+def _batch_histogram() -> Any:
+    """Observe of a Prometheus histogram of forward batch sizes (on /metrics), created once per process.
+
+    Created at service start, not import: BentoML sets the multiprocess metrics folder after importing the
+    module, and prometheus_client must see it.
+    """
+    import prometheus_client
+
+    return prometheus_client.Histogram("esi_forward_batch_size", "ECG windows per forward pass of the ESI service",
+                                       buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)).observe
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
 
 
 def _bento_model_ref(default: Any) -> Any:

@@ -1,13 +1,14 @@
 """What ``esi score`` reads: a store, a folder of WFDB records, or a source dataset root (any ESI reader).
 
-Each input becomes a deterministic list of :class:`Item` (cheap pointers) and a function that turns a slice
-of items into preprocessed windows plus reject rows, one bad record never stopping its neighbours.
+Each input becomes a deterministic sequence of :class:`Item` (cheap pointers, made slice by slice: an archive
+of millions of records holds no million objects for them) and a function that turns a slice of items into
+preprocessed windows plus reject rows, one bad record never stopping its neighbours.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,13 +31,30 @@ class Item:
     key: Any  # store row index, or a RecordRef
 
 
+class LazyItems(Sequence):
+    """``n`` items made on demand by ``make(i)``; slicing makes only the slice (one part at a time)."""
+
+    def __init__(self, n: int, make: Callable[[int], Item]) -> None:
+        self._n, self._make = int(n), make
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, index: int | slice) -> Item | list[Item]:
+        if isinstance(index, slice):
+            return [self._make(i) for i in range(*index.indices(self._n))]
+        if not -self._n <= index < self._n:
+            raise IndexError(f"item {index} out of range 0..{self._n - 1}")
+        return self._make(index % self._n)
+
+
 @dataclass
 class Input:
     """An input of ``esi score``: kind (store | wfdb | <source>), items, and how to read windows of them."""
 
     kind: str
     path: Path
-    items: list[Item]
+    items: Sequence[Item]
     store: Any = None
     reader: Any = None
     quarantined: set[str] = field(default_factory=set)  # a store's quarantine list (validation)
@@ -60,15 +78,21 @@ def open_input(path: str | Path, source: str | None = None) -> Input:
         store = open_store(path)
         m = store.manifest
         quarantined = store.quarantined_ids()
-        items = [Item(str(rid), str(src), str(p or ""), int(i)) for i, (rid, src, p) in
-                 enumerate(zip(m["record_id"], m["source"], m["path"], strict=True))]
-        return Input("store", path, items, store=store, quarantined=quarantined)
+        ids, sources, paths = (m[c].to_numpy() for c in ("record_id", "source", "path"))
+
+        def store_item(i: int) -> Item:
+            return Item(str(ids[i]), str(sources[i]), str(paths[i] or ""), i)
+
+        return Input("store", path, LazyItems(len(m), store_item), store=store, quarantined=quarantined)
     if source and source not in SOURCES:
         raise ConfigError(f"--source {source!r}: known sources are {', '.join(SOURCES)}")
     reader = get_reader(source or "wfdb")
     refs = reader.list_refs(path)
-    items = [Item(ref.record_id, ref.source, str(ref.path), ref) for ref in refs]
-    return Input(source or "wfdb", path, items, reader=reader)
+
+    def ref_item(i: int) -> Item:
+        return Item(refs[i].record_id, refs[i].source, str(refs[i].path), refs[i])
+
+    return Input(source or "wfdb", path, LazyItems(len(refs), ref_item), reader=reader)
 
 
 def check_store_matches(inp: Input, config: PreprocessConfig) -> None:

@@ -83,3 +83,25 @@ def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(EsiError, match="does not exist"):
         load_model_uri(str(tmp_path / "nope.pt"))
+
+
+def test_label_cache_stays_bounded_under_free_text_prompts(tiny_checkpoint: Path) -> None:
+    """Every request may bring its own prompts: the cache keeps the most recent label sets only."""
+    from esi.serving.engine import Engine
+
+    engine = Engine.from_uri(str(tiny_checkpoint), label_cache_size=3)
+    sets = [resolve_labels(None, [f"free text prompt {i}"]) for i in range(10)]
+    for labels in sets:
+        engine.label_embeddings(labels)
+    info = engine.label_cache_info()
+    assert info["entries"] == info["max_entries"] == 3
+    assert info["bytes"] == 3 * engine.model.config.embed_dim * 4  # one (1, D) float32 row per set
+    latest = engine.label_embeddings(sets[-1])
+    assert engine.label_embeddings(sets[-1]) is latest  # still cached
+    engine.label_embeddings(sets[0])  # evicted long ago: recomputed, and the least recent goes
+    assert engine.label_cache_info()["entries"] == 3
+    emb = engine.embed(ecg_batch(1), 500)
+    given = engine.zero_shot(emb, sets[0], top_k=1, label_embeddings=latest)[0]["scores"]["prompt_0"]
+    own = engine.zero_shot(emb, sets[0], top_k=1)[0]["scores"]["prompt_0"]
+    assert given == pytest.approx(float(emb[0] @ latest[0]), abs=1e-5)  # the embeddings given, not recomputed
+    assert abs(given - own) > 1e-4

@@ -17,6 +17,7 @@ from esi.serving.inputs import (
     check_texts,
     check_top_k,
     preprocess_batch,
+    read_npy,
     serving_config,
 )
 
@@ -112,3 +113,57 @@ class TestOtherFields:
         monkeypatch.setenv("ESI_SERVE_MAX_RECORDS", "7")
         limits = RequestLimits.from_settings(Settings())
         assert limits.max_bytes == 2 * 2**20 and limits.max_records == 7
+
+
+class TestReadNpy:
+    """The .npy upload of embed_npy / zero_shot_npy: numbers only, never unpickled."""
+
+    def test_float32_and_float64_round_trip(self, tmp_path) -> None:
+        x = ecg_batch(2, 2500)
+        for dtype in (np.float32, np.float64, np.int16):
+            path = tmp_path / f"x-{np.dtype(dtype).name}.npy"
+            np.save(path, x.astype(dtype))
+            got = read_npy(path, LIMITS_NPY)
+            assert got.dtype == dtype and got.shape == (2, 12, 2500)
+            np.testing.assert_array_equal(got, x.astype(dtype))
+
+    def test_pickled_object_array_is_refused_unread(self, tmp_path) -> None:
+        path = tmp_path / "evil.npy"
+
+        class Boom:
+            def __reduce__(self):
+                return (pytest.fail, ("the upload was unpickled",))
+
+        np.save(path, np.array([Boom()], dtype=object), allow_pickle=True)
+        with pytest.raises(RequestError, match=r"field 'ecg': unreadable \.npy.*numpy\.save"):
+            read_npy(path, LIMITS_NPY)
+
+    @pytest.mark.parametrize(("content", "match"), [
+        (b"hello, not an array", r"field 'ecg' is not a \.npy file; send the bytes of numpy\.save"),
+        (b"", r"is not a \.npy file"),
+        ("truncated", r"unreadable \.npy"),
+        ("complex", r"dtype complex128 is not real numbers"),
+        ("strings", r"dtype <U3 is not real numbers"),
+    ])
+    def test_bad_uploads_name_the_field_and_the_fix(self, tmp_path, content, match) -> None:
+        path = tmp_path / "x.npy"
+        if content == "truncated":
+            np.save(path, ecg_batch(1))
+            path.write_bytes(path.read_bytes()[:5000])
+        elif content == "complex":
+            np.save(path, np.zeros((1, 12, 1000), np.complex128))
+        elif content == "strings":
+            np.save(path, np.array(["abc"]))
+        else:
+            path.write_bytes(content)
+        with pytest.raises(RequestError, match=match):
+            read_npy(path, LIMITS_NPY)
+
+    def test_size_limit(self, tmp_path) -> None:
+        path = tmp_path / "big.npy"
+        np.save(path, np.zeros((1, 12, 5000), np.float32))
+        with pytest.raises(PayloadTooLarge, match="field 'ecg' is 0.2 MiB; the limit is"):
+            read_npy(path, RequestLimits(max_bytes=100_000))
+
+
+LIMITS_NPY = RequestLimits()

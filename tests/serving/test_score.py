@@ -164,3 +164,21 @@ def test_quarantined_store_records_become_rejects(tiny_store: Path, tiny_checkpo
     assert sorted(rejects["record_id"]) == ["rec003", "rec017"]
     assert rejects["reason"].str.contains("quarantined").all()
     assert not {"rec003", "rec017"} & set(_read(tmp_path / "out")["record_id"])
+
+
+def test_records_are_made_part_by_part(tiny_store: Path, wfdb_dir: Path) -> None:
+    """No object per record of the whole archive up front: items are made for the slice asked for."""
+    from esi.serving.sources import LazyItems, open_input
+
+    inp = open_input(tiny_store)
+    assert isinstance(inp.items, LazyItems) and len(inp.items) == 24
+    part = inp.items[10:20]
+    m = open_store(tiny_store).manifest
+    assert [it.record_id for it in part] == m["record_id"].iloc[10:20].tolist()
+    assert [it.key for it in part] == list(range(10, 20)) and inp.items[-1].record_id == "rec023"
+    assert inp.items[20:100] == inp.items[20:24] and len(inp.items[30:]) == 0
+    with pytest.raises(IndexError, match="out of range 0..23"):
+        inp.items[24]
+    wfdb = open_input(wfdb_dir)
+    assert sorted(it.record_id.rsplit("/", 1)[-1] for it in wfdb.items[:]) == ["00005_hr", "00666_hr", "00841_hr",
+                                                                         "A0001", "A0002"]

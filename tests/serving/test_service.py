@@ -173,6 +173,9 @@ def _bad_requests(wfdb: Path) -> list[tuple[str, str, dict, int, str]]:
     with_nan[0, 3, 10] = np.nan
     nan_body = json.dumps({"ecg": with_nan.tolist(), "fs": 500})  # Python's json writes the NaN token
     assert "NaN" in nan_body
+    buf = io.BytesIO()
+    np.save(buf, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    pickled = buf.getvalue()
     return [
         ("wrong lead count", "embed", {"json": {"ecg": ecg_batch(1)[:, :8].tolist(), "fs": 500}}, 400, "8 leads"),
         ("absurd fs", "embed", {"json": {"ecg": ok, "fs": 1e7}}, 400, "accepted range 50-10000 Hz"),
@@ -203,6 +206,16 @@ def _bad_requests(wfdb: Path) -> list[tuple[str, str, dict, int, str]]:
          400, "symbolic link"),
         ("json path instead of a file", "score_files", {"json": {"files": ["/etc/passwd"]}}, 400, ""),
         ("not a wfdb file", "score_files", {"files": [("files", ("notes.txt", b"hello"))]}, 400, "not a WFDB file"),
+        ("npy: not a .npy", "embed_npy", {"files": [("ecg", ("x.npy", b"[[1, 2, 3]]"))]}, 400, "is not a .npy file"),
+        ("npy: pickled", "embed_npy", {"files": [("ecg", ("x.npy", pickled))]}, 400, "unreadable .npy"),
+        ("npy: wrong lead count", "zero_shot_npy", {"files": [("ecg", ("x.npy", _npy(ecg_batch(1)[:, :8])))]}, 400,
+         "8 leads"),
+        ("npy: NaN", "embed_npy", {"files": [("ecg", ("x.npy", _npy(with_nan)))]}, 400, "non-finite"),
+        ("npy: absurd fs", "embed_npy", {"files": [("ecg", ("x.npy", _npy(ecg_batch(1))))], "data": {"fs": "1e7"}},
+         400, "accepted range 50-10000 Hz"),
+        ("npy: missing file", "embed_npy", {"data": {"fs": "500"}}, 400, ""),
+        ("windows of another shape", "encode", {"json": {"windows": np.zeros((1, 12, 100)).tolist()}}, 400,
+         "expected (n, 12, 5000)"),
     ]
 
 
@@ -225,17 +238,60 @@ def test_nothing_outside_the_request_folder_was_read_or_written(server: str, wfd
 
 
 def test_concurrent_requests_share_batches(server: str) -> None:
-    x = ecg_batch(1).tolist()
+    x = ecg_batch(1)
+    before = requests.post(f"{server}/info", json={}, timeout=60).json()["batching"]
+    body = {"ecg": x.tolist(), "fs": 500}
 
-    def call(_: int) -> int:
-        return requests.post(f"{server}/embed", json={"ecg": x, "fs": 500}, timeout=120).status_code
+    def call(i: int) -> int:
+        if i % 2:
+            return requests.post(f"{server}/embed_npy", files={"ecg": ("x.npy", _npy(x))}, timeout=120).status_code
+        return requests.post(f"{server}/embed", json=body, timeout=120).status_code
 
     with ThreadPoolExecutor(8) as pool:
         assert list(pool.map(call, range(16))) == [200] * 16
+    after = requests.post(f"{server}/info", json={}, timeout=60).json()["batching"]
+    assert after["windows"] - before["windows"] == 16
+    assert after["batches"] - before["batches"] < 16, "no two requests shared a forward pass"
+    assert after["max_batch_size"] == 64 and after["refused"] == 0
     metrics = requests.get(f"{server}/metrics", timeout=10).text
-    lines = [ln for ln in metrics.splitlines() if "adaptive_batch_size" in ln and 'method_name="encode"' in ln
-             and "_count" in ln]
-    assert lines and float(lines[0].rsplit(" ", 1)[1]) > 0, "the batchable encode endpoint was not used"
+    counts = [ln for ln in metrics.splitlines() if ln.startswith("esi_forward_batch_size_count")]
+    assert counts and float(counts[0].rsplit(" ", 1)[1]) >= after["batches"], metrics[-2000:]
+
+
+def _npy(x: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, x)
+    return buf.getvalue()
+
+
+def test_binary_path_equals_in_process(client, server: str, engine, tmp_path: Path) -> None:
+    """.npy uploads give the in-process embeddings and the same zero-shot result as the JSON body."""
+    x = ecg_batch(3, 2500, seed=7)
+    path = tmp_path / "ecg.npy"
+    np.save(path, x.astype(np.float64))
+    got = np.asarray(client.embed_npy(ecg=path, fs=250.0)["embeddings"])
+    np.testing.assert_allclose(got, engine.embed(x, fs=250), rtol=1e-4, atol=1e-5)
+    plain = requests.post(f"{server}/embed_npy", files={"ecg": ("ecg.npy", _npy(x))}, data={"fs": "250"}, timeout=60)
+    assert plain.status_code == 200, plain.text
+    np.testing.assert_allclose(np.asarray(plain.json()["embeddings"]), got, rtol=1e-5, atol=1e-6)
+    fields = {"labels": json.dumps(["AF", "RBBB"]), "top_k": "1", "fs": "500"}
+    npy = requests.post(f"{server}/zero_shot_npy", files={"ecg": ("x.npy", _npy(x[:1, :, :2500]))}, data=fields,
+                        timeout=60)
+    js = requests.post(f"{server}/zero_shot", json={"ecg": x[:1, :, :2500].tolist(), "labels": ["AF", "RBBB"],
+                                                    "top_k": 1}, timeout=60)
+    assert npy.status_code == js.status_code == 200, npy.text
+    a, b = npy.json()["results"][0], js.json()["results"][0]
+    assert a["top"][0]["id"] == b["top"][0]["id"] and a["scores"] == pytest.approx(b["scores"], abs=1e-5)
+
+
+def test_free_text_prompts_keep_the_label_cache_bounded(server: str) -> None:
+    x = ecg_batch(1, 1000).tolist()
+    for i in range(36):
+        r = requests.post(f"{server}/zero_shot", json={"ecg": x, "fs": 100, "prompts": [f"pattern {i}"]}, timeout=60)
+        assert r.status_code == 200 and r.json()["labels"]["ids"] == ["prompt_0"]
+    cache = requests.post(f"{server}/info", json={}, timeout=60).json()["label_cache"]
+    assert cache["entries"] == cache["max_entries"] == 32  # 36 label sets seen, the least recent dropped
+    _alive(server)
 
 
 def test_score_through_the_service_equals_in_process(server: str, registered: str, tiny_store: Path,

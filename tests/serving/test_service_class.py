@@ -37,6 +37,20 @@ def test_model_uri_is_loaded_and_endpoints_answer(service, engine) -> None:
     assert res["labels"]["ids"] == ["164889003"] and len(res["results"]) == 2
 
 
+def test_npy_endpoints_equal_the_json_ones(service, tmp_path: Path) -> None:
+    x = ecg_batch(2)
+    path = tmp_path / "x.npy"
+    np.save(path, x)
+    js = asyncio.run(service.embed(ecg=x, fs=500.0))["embeddings"]
+    npy = asyncio.run(service.embed_npy(ecg=path, fs=500.0))["embeddings"]
+    np.testing.assert_allclose(np.asarray(npy), np.asarray(js), rtol=1e-6, atol=1e-7)
+    a = asyncio.run(service.zero_shot_npy(ecg=path, fs=500.0, labels=["AF", "RBBB"], prompts=None, top_k=2))
+    b = asyncio.run(service.zero_shot(ecg=x, fs=500.0, labels=["AF", "RBBB"], prompts=None, top_k=2))
+    assert a["results"] == b["results"] and a["labels"] == b["labels"]
+    info = service.info()
+    assert info["batching"]["windows"] >= 8 and info["torch_threads"] >= 1
+
+
 def test_errors_map_to_http_status(service) -> None:
     with pytest.raises(InvalidArgument, match="field 'ecg' has 3 leads"):
         asyncio.run(service.embed(ecg=np.zeros((1, 3, 5000), np.float32), fs=500.0))
@@ -44,4 +58,4 @@ def test_errors_map_to_http_status(service) -> None:
         asyncio.run(service.embed(ecg=np.zeros((300, 12, 1000), np.float32), fs=500.0))
     assert info.value.error_code == 413
     with pytest.raises(InvalidArgument, match="field 'prompts'"):
-        service.embed_text(prompts=[])
+        asyncio.run(service.embed_text(prompts=[]))
