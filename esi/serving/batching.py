@@ -16,10 +16,12 @@ Adaptive: when the model is free, the batcher waits only while more windows are 
 inside an endpoint but not queued yet (announced with :meth:`WindowBatcher.expecting`), fewer queued
 requests than were in the service together lately (callers served by the last batch come back), or an
 arrival within the last few milliseconds; never longer than half the last forward pass, nor
-``max_latency_ms``. A lone client is therefore served at once, while many concurrent clients end up in
-batches of ``max_batch_size`` instead of two alternating halves. A request whose windows waited longer than
-``max_latency_ms`` before their forward started is refused with :class:`Overloaded` (HTTP 503), as BentoML's
-dispatcher does.
+``max_latency_ms``; and no longer than until half of the requests lately in the service are queued. A lone
+client is therefore served at once, while many concurrent clients alternate in two halves: one half is in the
+forward pass while the other is read and preprocessed (waiting for all of them left the model idle for that
+time, about a third of the wall time under 64 closed-loop clients on 2 cores). A request whose windows waited
+longer than ``max_latency_ms`` before their forward started is refused with :class:`Overloaded` (HTTP 503), as
+BentoML's dispatcher does.
 """
 
 from __future__ import annotations
@@ -155,12 +157,17 @@ class WindowBatcher:
                 k += n
 
     async def _gather(self) -> None:
-        """Wait while windows are on their way, at most half the last forward (and max_latency)."""
+        """Wait while windows are on their way, at most half the last forward (and max_latency), and only until
+        half of the requests lately in the service are queued: the other half is read and preprocessed while
+        this batch runs, so the model does not idle between batches of returning callers."""
         budget = min(self.max_latency_s, 0.5 * self.stats.last_forward_s)
         start = time.monotonic()
         while self._rows() < self.max_batch_size:
             now = time.monotonic()
-            coming = self._incoming > 0 or len(self._queue) < self._recent_peak(now)
+            peak = self._recent_peak(now)
+            if self._queue and 2 * len(self._queue) >= peak:
+                return
+            coming = self._incoming > 0 or len(self._queue) < peak
             if now - start >= budget or (not coming and now - self._last_arrival >= _GAP_S):
                 return
             await asyncio.sleep(min(_GAP_S, max(budget - (now - start), 0.0)))

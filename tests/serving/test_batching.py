@@ -123,3 +123,24 @@ def test_other_model_calls_run_on_the_model_thread() -> None:
     batcher.close()
     with pytest.raises(RuntimeError):
         batcher.run_sync(lambda: None)
+
+
+def test_a_batch_starts_once_half_the_callers_are_queued() -> None:
+    """Callers still preprocessing are not waited for once half of those in the service are queued: they are
+    prepared while the first half runs (waiting for everyone left the model idle between batches)."""
+    model = Model(seconds=0.4)
+    batcher = WindowBatcher(model, max_batch_size=64, max_latency_ms=10_000)
+
+    async def scenario():
+        await batcher.embed(windows(-1))  # last forward 0.4 s: a batch may wait up to 0.2 s for more windows
+
+        async def one(i: int):
+            with batcher.expecting():
+                await asyncio.sleep(0.01 if i < 4 else 0.12)  # four quick, four slow to preprocess
+            return await batcher.embed(windows(i))
+
+        return await asyncio.gather(*(one(i) for i in range(8)))
+
+    out = asyncio.run(scenario())
+    assert [int(o[0, 0]) for o in out] == list(range(8))
+    assert model.batches[1:] == [4, 4], model.batches  # waiting for all eight would have made one batch of 8
