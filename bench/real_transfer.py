@@ -9,7 +9,8 @@ random-init probe). Prints one ablation table, measured in one run:
 
 Variants: baseline (generator v1, today's augmentation), augment (+ the real-recording artefacts), mix (+ the
 benchmark's pretraining part mixed in), mix+augment, none (no augmentation at all), and v2, v2+mix,
-v2+mix+augment (the generator calibrated to real recordings, `realism="v2"`). Each pretraining takes minutes on
+v2+augment, v2+mix+augment (the generator calibrated to real recordings, `realism="v2"`); NAME@E trains E epochs
+instead of `--epochs`. Each pretraining takes minutes on
 2 cores; results are cached per variant folder (delete it to re-run).
 """
 
@@ -32,8 +33,17 @@ VARIANTS = {  # realism: the synthetic generator's calibration profile (v1: the 
     "mix+augment": {"augment": REAL_AUGMENT, "mix": True, "realism": "v1"},
     "v2": {"augment": {}, "mix": False, "realism": "v2"},
     "v2+mix": {"augment": {}, "mix": True, "realism": "v2"},
+    "v2+augment": {"augment": REAL_AUGMENT, "mix": False, "realism": "v2"},
     "v2+mix+augment": {"augment": REAL_AUGMENT, "mix": True, "realism": "v2"},
 }
+
+
+def _spec(variant: str, epochs: int) -> tuple[dict, int, str]:
+    """(settings, epochs, folder name) of ``NAME`` or ``NAME@EPOCHS`` (e.g. ``v2@6``: twice make run's epochs)."""
+    name, _, n = variant.partition("@")
+    if name not in VARIANTS or (n and not n.isdigit()):
+        raise SystemExit(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)} (optionally @EPOCHS)")
+    return VARIANTS[name], int(n) if n else epochs, variant.replace("+", "_").replace("@", "_e")
 
 
 def _real_data(out: Path, kb: Path) -> tuple[Path, Path]:
@@ -71,8 +81,8 @@ def _pretrain(run: Path, out: Path, variant: str, real: tuple[Path, Path], epoch
     from esi.train.config import AugmentConfig, PretrainConfig
     from esi.train.loop import pretrain
 
-    spec = VARIANTS[variant]
-    folder = out / variant.replace("+", "_")
+    spec, epochs, name = _spec(variant, epochs)
+    folder = out / name
     final = folder / "model.pt"
     timing = folder / "bench_seconds.json"
     if final.exists() and timing.exists():
@@ -105,10 +115,9 @@ def main() -> None:
     real = _real_data(args.out, args.run / "kb")
     rows = []
     for variant in [v.strip() for v in args.variants.split(",") if v.strip()]:
-        if variant not in VARIANTS:
-            raise SystemExit(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
+        _spec(variant, args.epochs)  # an unknown name stops before any work
         ckpt, seconds = _pretrain(args.run, args.out, variant, real, args.epochs)
-        r = evaluate_real(str(ckpt), real[0], args.out / f"eval_{variant.replace('+', '_')}", progress=False,
+        r = evaluate_real(str(ckpt), real[0], args.out / f"eval_{_spec(variant, args.epochs)[2]}", progress=False,
                           n_bootstrap=args.bootstrap, kb_dir=args.run / "kb")
         m = r.metrics["modes"]
         rows.append((variant, seconds, m))

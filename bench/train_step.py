@@ -11,7 +11,8 @@ Paths:
   (esi.train.data.ResumableDistributedSampler with lengths; the trainer's ``length_buckets``, off by default);
 - ``compiled``: ``new`` under torch.compile (esi.train.compile: the ECG encoder as one static-shape graph, the
   caption decoder as one graph dynamic in rows and caption length; the trainer's ``compile``). Its first step
-  is the compile warm-up, reported as "warm-up s" with the steps it takes to pay back against ``new``.
+  is the compile warm-up, reported as "warm-up s" with the steps it takes to pay back against ``new``;
+- ``compiled+bucketed``: both levers together (the trainer's ``compile`` with ``length_buckets``).
 
 All paths train one model instance (each its own optimizer) on the same pool of records whose captions have
 lengths spread over 32..``--tokens`` (128), batch 8 x 12 leads x 5000 samples, fp32. FLOPs are counted by
@@ -125,7 +126,7 @@ def _path(model: Any, path: str, dev: Any, dtype: Any) -> tuple[Callable, Callab
         loss.backward()
 
     compiled = None
-    if path == "compiled":  # installed around its own steps only: the other paths share the model
+    if path.startswith("compiled"):  # installed around its own steps only: the other paths share the model
         from esi.train.compile import compile_model
 
         compiled = compile_model(model)
@@ -195,7 +196,7 @@ def run_paths(name: str, paths: list[str], device: str, precision: str, batch: i
     model, (ids, mask, signals), info = _setup(name, device, batch, seq, tokens, steps + 1)
     dtype = torch.bfloat16 if precision == "bf16" else None
     fns = {p: _path(model, p, model.logit_scale.device, dtype) for p in paths}
-    data = {p: _batches(ids, mask, signals, batch, buckets if p == "bucketed" else 0) for p in paths}
+    data = {p: _batches(ids, mask, signals, batch, buckets if p.endswith("bucketed") else 0) for p in paths}
     times: dict[str, list[tuple[float, float]]] = {p: [] for p in paths}
     # warm-up: allocator, kernels, optimizer state; for the compiled path also tracing and code generation
     warmup = {p: _timed(fns[p][0], data[p][0])[0] for p in paths}
@@ -228,7 +229,7 @@ def peak_memory(name: str, path: str, device: str, precision: str, batch: int, s
 
     model, (ids, mask, signals), _ = _setup(name, device, batch, seq, tokens, 1)
     step, _ = _path(model, path, model.logit_scale.device, torch.bfloat16 if precision == "bf16" else None)
-    step(_batches(ids, mask, signals, batch, buckets if path == "bucketed" else 0)[0])
+    step(_batches(ids, mask, signals, batch, buckets if path.endswith("bucketed") else 0)[0])
     if device == "cuda":
         return torch.cuda.max_memory_allocated() / 2**20
     return _rss_mb()
@@ -261,21 +262,21 @@ def _rows(args: argparse.Namespace, name: str, paths: list[str], device: str, pr
 def _payback(r: dict, same: list[dict]) -> str:
     """Steps after which the compiled path's warm-up is paid back against ``new`` ("-" for other paths)."""
     new = next((o for o in same if o["path"] == "new"), None)
-    if r["path"] != "compiled" or new is None:
+    if not r["path"].startswith("compiled") or new is None:
         return "-"
     saving = new["step_s"] - r["step_s"]
     return f"{(r['warmup_s'] - r['step_s']) / saving:.0f}" if saving > 0 else "never"
 
 
 def _table(rows: list[dict]) -> str:
-    head = (f"{'model':<9} {'path':<9} {'device':<8} {'prec':<5} {'params':>7} {'tok/batch':>9} {'step s':>7} "
+    head = (f"{'model':<9} {'path':<17} {'device':<8} {'prec':<5} {'params':>7} {'tok/batch':>9} {'step s':>7} "
             f"{'cpu s':>6} {'samples/s':>9} {'x base':>6} {'warm-up s':>9} {'payback':>7} {'GFLOP/step':>10} "
             f"{'GFLOP/s':>8} {'peak':>6} {'%peak':>6} {'useful':>6} {'peak MB':>8}")
     lines = [head, "-" * len(head)]
     ok = [r for r in rows if "error" not in r]
     for r in rows:
         if "error" in r:
-            lines.append(f"{r['model']:<9} {r['path']:<9} {r['device'][:8]:<8} error: {r['error']}")
+            lines.append(f"{r['model']:<9} {r['path']:<17} {r['device'][:8]:<8} error: {r['error']}")
             continue
         same = [o for o in ok if o["model"] == r["model"]]
         base = next((o for o in same if o["path"] == "baseline"), None)
@@ -283,7 +284,7 @@ def _table(rows: list[dict]) -> str:
         useful = min(o["gflops_per_step"] for o in same) / r["batch"] * r["samples_per_s"]
         peak = r["peak_gflops"]
         lines.append(
-            f"{r['model']:<9} {r['path']:<9} {r['device'][:8]:<8} {r['precision']:<5} {r['params_m']:>6.1f}M "
+            f"{r['model']:<9} {r['path']:<17} {r['device'][:8]:<8} {r['precision']:<5} {r['params_m']:>6.1f}M "
             f"{r['tokens_per_batch']:>9.0f} {r['step_s']:>7.2f} {r['cpu_s']:>6.2f} {r['samples_per_s']:>9.2f} "
             f"{ratio:>6} {r['warmup_s']:>9.1f} {_payback(r, same):>7} {r['gflops_per_step']:>10.0f} "
             f"{r['gflops_per_s']:>8.0f} {peak:>6.0f} {100 * r['gflops_per_s'] / peak:>5.0f}% "
@@ -307,7 +308,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=4, help="timed steps per path after one warm-up step")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (0: torch's default)")
     p.add_argument("--buckets", type=int, default=8, help="bucketed path: length-grouping window in batches")
-    p.add_argument("--paths", default="baseline,new,bucketed,compiled", help="paths to run, side by side")
+    p.add_argument("--paths", default="baseline,new,bucketed,compiled,compiled+bucketed",
+                   help="paths to run, side by side")
     p.add_argument("--baseline", action="store_true", help="only today's eager path (--paths baseline)")
     p.add_argument("--no-cpu", action="store_true")
     p.add_argument("--no-memory", action="store_true", help="skip the per-path peak-memory subprocesses")
