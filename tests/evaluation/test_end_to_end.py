@@ -97,9 +97,12 @@ def test_pretrained_model_transfers(pretrained: tuple[Path, Path], tmp_path: Pat
 # top-1: a pretrained esi_test as this module's fixture makes it (bench/evaluate.py --pretrain-epochs 20 checkpoint)
 # 0.853 / 0.40, against random inits of the same architecture 0.848 / 0.33, 0.822 / 0.28, 0.876 / 0.40 (seeds 0-2);
 # encoder features instead of the contrastive embedding: 0.850 vs 0.803-0.857; on this module's 12-subject test
-# pool: 0.856 / 0.50 vs 0.750-0.864 / 0.50-0.58. Short caption pretraining on synthetic data does not make subjects
-# more separable than random convolutions already do, so the claim fails today: strict xfail, so that the day
-# pretraining beats random init by the margin the suite says so (an XPASS fails it) and the marker goes.
+# pool: 0.856 / 0.50 vs 0.750-0.864 / 0.50-0.58. Re-measured 2026-12-01 (idle machine): 0.812 vs 0.799-0.855; with
+# the real-artefact augmentations in pretraining (bench/real_transfer.py REAL_AUGMENT) 0.803 (features 0.817)
+# vs the same random inits: noise invariance does not help either. Short caption pretraining on synthetic data
+# does not make subjects more separable than random convolutions already do, so the claim fails today: strict
+# xfail, so that the day pretraining beats random init by the margin the suite says so (an XPASS fails it) and
+# the marker goes.
 IDENT_AUC_MARGIN = 0.03
 
 
