@@ -11,7 +11,7 @@ Layout of ``OUT``::
 
 Items are cut into parts of ``part_size`` records; ``shard=(i, n)`` (1-based) scores the parts k with
 k % n == i - 1, so parallel tasks into one OUT never write the same part. The model is in-process (an MLflow
-URI or checkpoint) or a running service (``http://HOST:PORT``: windows go to its batchable ``encode``, label
+URI or checkpoint) or a running service (``http://HOST:PORT``: windows go to its ``encode`` in chunks, label
 prompts to ``embed_text``; scores are then the same computation as in-process).
 """
 
