@@ -9,7 +9,8 @@ random-init probe). Prints one ablation table, measured in one run:
 
 Variants: baseline (generator v1, today's augmentation), augment (+ the real-recording artefacts), mix (+ the
 benchmark's pretraining part mixed in), mix+augment, none (no augmentation at all), and v2, v2+mix,
-v2+augment, v2+mix+augment (the generator calibrated to real recordings, `realism="v2"`); NAME@E trains E epochs
+v2+augment, v2+mix+augment (the generator calibrated to real recordings, `realism="v2"`), v2+subjects (300
+subjects x 2 records instead of 120 x 5); NAME@E trains E epochs
 instead of `--epochs`. Each pretraining takes minutes on
 2 cores; results are cached per variant folder (delete it to re-run).
 """
@@ -35,6 +36,8 @@ VARIANTS = {  # realism: the synthetic generator's calibration profile (v1: the 
     "v2+mix": {"augment": {}, "mix": True, "realism": "v2"},
     "v2+augment": {"augment": REAL_AUGMENT, "mix": False, "realism": "v2"},
     "v2+mix+augment": {"augment": REAL_AUGMENT, "mix": True, "realism": "v2"},
+    # the same 600 records and steps, from 300 subjects x 2 records instead of 120 x 5: more morphologies
+    "v2+subjects": {"augment": {}, "mix": False, "realism": "v2", "subjects": (300, 2)},
 }
 
 
@@ -58,19 +61,21 @@ def _real_data(out: Path, kb: Path) -> tuple[Path, Path]:
     return store, captions
 
 
-def _synthetic(run: Path, out: Path, realism: str) -> tuple[Path, Path]:
-    """The synthetic store and captions of a generator profile: the run's own (v1), or generated like `make run`'s."""
+def _synthetic(run: Path, out: Path, realism: str, subjects: tuple[int, int] = (120, 5)) -> tuple[Path, Path]:
+    """The synthetic store and captions of a generator profile: the run's own (v1), or generated like `make run`'s
+    (``subjects``: subjects x records per subject)."""
     if realism == "v1":
         return run / "store", run / "captions.parquet"
     from esi.cqa.captions import caption_store
     from esi.data.prepare import prepare
     from esi.data.synthetic import generate_dataset
 
-    folder = out / f"synthetic_{realism}"
+    suffix = "" if subjects == (120, 5) else f"_{subjects[0]}x{subjects[1]}"
+    folder = out / f"synthetic_{realism}{suffix}"
     store, captions = folder / "store", folder / "captions.parquet"
     if not captions.exists():
-        generate_dataset(folder / "dataset", subjects=120, records_per_subject=5, seed=0, realism=realism,
-                         progress=False)
+        generate_dataset(folder / "dataset", subjects=subjects[0], records_per_subject=subjects[1], seed=0,
+                         realism=realism, progress=False)
         prepare("ptbxl", folder / "dataset", store, progress=False, shard_size=500)
         caption_store(store, captions, kb_dir=run / "kb", cache_path=out / "real_caption_cache.sqlite",
                       progress=False)
@@ -88,7 +93,7 @@ def _pretrain(run: Path, out: Path, variant: str, real: tuple[Path, Path], epoch
     if final.exists() and timing.exists():
         return final, json.loads(timing.read_text())["pretrain_s"]
     augment = AugmentConfig.disabled() if spec["augment"] == "off" else AugmentConfig(**spec["augment"])
-    store, captions = _synthetic(run, out, spec["realism"])
+    store, captions = _synthetic(run, out, spec["realism"], spec.get("subjects", (120, 5)))
     cfg = PretrainConfig(model="esi_cpu", store=str(store), captions=str(captions),
                          out=str(folder), epochs=epochs, batch_size=16, warmup_epochs=min(1, epochs),
                          decay_every=max(1, epochs), lr=5e-4, seed=0, resume=True, folds=list(range(1, 9)),
