@@ -325,10 +325,13 @@ def hash_folds(keys: Sequence[str], n_folds: int = 10) -> np.ndarray:
     ``keys`` are subject ids (records without one use ``record:<record_id>``), so a subject's records share a
     fold. No seed enters: the same record gets the same fold on every run and machine.
     """
-    return np.array(
-        [int(hashlib.sha256((FOLD_HASH_SALT + str(k)).encode()).hexdigest()[:8], 16) % n_folds + 1 for k in keys],
-        dtype=np.int64,
-    )
+    return fold_hash(keys) % n_folds + 1
+
+
+def fold_hash(keys: Sequence[str]) -> np.ndarray:
+    """``int(sha256(FOLD_HASH_SALT + key)[:8], 16)`` per key: the documented order folds are dealt in."""
+    return np.array([int(hashlib.sha256((FOLD_HASH_SALT + str(k)).encode()).hexdigest()[:8], 16) for k in keys],
+                    dtype=np.int64)
 
 
 def _folds(rec: pd.DataFrame, subjects: np.ndarray) -> tuple[np.ndarray, bool]:

@@ -69,17 +69,37 @@ def test_cross_validated_probe_scores_each_fold_with_a_probe_that_never_saw_it()
 
     rng = np.random.default_rng(0)
     n, d = 200, 150
-    folds = np.arange(n) % 5 + 1
+    keys = [f"record:{i}" for i in range(n)]
     # Pure noise with more features than records: a probe scored on its own training records separates
     # them perfectly, one scored out of fold is at chance.
     x = rng.normal(size=(n, d))
     y = (rng.random((n, 1)) < 0.3).astype(np.int64)
-    oof = cross_validated_probe(x, y, folds)
+    oof = cross_validated_probe(x, y, keys)
     assert abs(binary_auc(y[:, 0], oof[:, 0]) - 0.5) < 0.15
     # A separable signal is found out of fold.
     x[:, :5] += 3.0 * y[:, :1]
-    oof = cross_validated_probe(x, y, folds)
+    oof = cross_validated_probe(x, y, keys)
     assert binary_auc(y[:, 0], oof[:, 0]) > 0.9
+
+
+def test_probe_folds_are_stratified_per_class_fixed_by_the_data_and_keep_subjects_together() -> None:
+    from esi.evaluation.real_eval import stratified_folds
+
+    rng = np.random.default_rng(1)
+    keys = np.array([f"s{i // 2}" if i < 40 else f"record:{i}" for i in range(185)])  # 20 subjects with 2 records
+    labels = np.zeros(185, np.int64)
+    labels[rng.choice(185, 8, replace=False)] = 1  # a rare class, as 1AVB in the real benchmark
+    folds = stratified_folds(labels, keys)
+    subject_positive = {k: labels[keys == k].max() for k in set(keys)}
+    for v in (0, 1):  # subjects with and without a positive: each fold holds its share, within one
+        per_fold = np.bincount([folds[list(keys).index(k)] for k, p in subject_positive.items() if p == v],
+                               minlength=6)[1:]
+        assert per_fold.max() - per_fold.min() <= 1, (v, per_fold)
+    for k in set(keys):  # a subject's records share a fold
+        assert len(set(folds[keys == k])) == 1
+    # no seed and no row order enters: the same key gets the same fold after shuffling the rows
+    perm = rng.permutation(185)
+    np.testing.assert_array_equal(stratified_folds(labels[perm], keys[perm]), folds[perm])
 
 
 @pytest.fixture(scope="module")
