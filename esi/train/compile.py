@@ -111,11 +111,12 @@ def should_compile(mode: str, *, device: torch.device, total_steps: int, min_ste
                    ) -> tuple[bool, str]:
     """Whether to compile under ``mode`` (on | off | auto), with the reason (logged).
 
-    ``auto`` compiles runs with at least ``min_steps`` optimizer steps still to go. Measured on the shared 2-core
-    CPU (docs/model.md): the warm-up (tracing and code generation) took 105 s for esi_cpu and 284 s for esi_tiny
-    with a partly warm inductor cache, and the compiled step was 1.15-1.17x faster than the eager one, which
-    pays back after about 30 (esi_tiny) to 85 (esi_cpu) steps; a cold cache costs more. ``make run``'s 90 steps of
-    esi_cpu would about break even, so runs that short stay eager.
+    ``auto`` compiles runs with at least ``min_steps`` optimizer steps still to go. Measured on 2 CPU cores
+    (docs/model.md): a cold warm-up (tracing and code generation) took 105 s for esi_cpu and 284 s for esi_tiny
+    (12-32 s with a warm inductor cache); the compiled esi_tiny step was 1.11x the eager trainer step (1.46x the
+    pre-issue-15 baseline), repaid after ~24 steps with a warm cache; esi_cpu at make run's settings gained ~1%
+    (repaid only after ~900 steps), so ``make run``'s 90 steps stay eager. The policy does not look at the model:
+    an esi_cpu run of 200+ steps is compiled for little gain (pass ``compile="off"``).
     """
     if mode not in COMPILE_MODES:
         raise ConfigError(f"compile={mode!r}: expected one of {', '.join(COMPILE_MODES)}")
