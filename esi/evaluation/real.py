@@ -29,8 +29,9 @@ def real_benchmark(store: EcgStore, *, split_path: str | Path | None = None,
     """The evaluation part of the real benchmark on a store prepared from ``tests/fixtures/real_benchmark``.
 
     Classes: the headline conditions first, then every other condition with at least ``min_positives``
-    positives among the evaluation records. Folds 1..CV_FOLDS (for the cross-validated linear probe) are
-    fixed by :func:`esi.evaluation.benchmarks.hash_folds`.
+    positives among the evaluation records. ``folds`` (1..CV_FOLDS, :func:`esi.evaluation.benchmarks.hash_folds`)
+    only place every record in the test split; the linear probe deals its own folds per class
+    (:func:`esi.evaluation.real_eval.stratified_folds`).
     """
     from esi.evaluation.benchmarks import Benchmark, _records, _subjects, hash_folds
 

@@ -98,6 +98,16 @@ def cross_validated_probe(x: np.ndarray, y: np.ndarray, keys: Sequence[str], *, 
     return out / max(repeats, 1)
 
 
+def _summary(bench: Any) -> dict:
+    """The benchmark summary with the probe's own fold rule: the plain hash folds of the Benchmark are not the
+    folds the probe uses (those are stratified per class), so their sizes are not reported."""
+    summary = bench.summary()
+    summary.pop("fold_sizes", None)
+    summary["fold_rule"] = (f"{CV_FOLDS} folds per class, subjects with and without a positive dealt in fold-hash "
+                            f"order; {PROBE_REPEATS} deals averaged")
+    return summary
+
+
 def _out_of_fold(x: np.ndarray, col: np.ndarray, folds: np.ndarray, seed: int) -> np.ndarray:
     from threadpoolctl import threadpool_limits
 
@@ -178,7 +188,7 @@ def evaluate_real(
                         "cv_repeats": PROBE_REPEATS}
     metrics = {
         "model": info,
-        "benchmark": {**bench.summary(), "n_records": int(len(bench.indices)),
+        "benchmark": {**_summary(bench), "n_records": int(len(bench.indices)),
                       "dropped_headline": bench.dropped_classes},
         "contamination": contamination,
         "modes": results,

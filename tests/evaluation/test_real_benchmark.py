@@ -143,6 +143,10 @@ def test_evaluate_real_writes_the_report_and_checks_contamination(real_store: Pa
     assert m["zero_shot"]["positives"]["164889003"] >= 3
     assert (tmp_path / "eval" / "report.md").read_text().count("| AF |") == 1
     assert r.metrics["contamination"]["overlap"] == 0
+    # the report describes the probe's per-class folds, not the benchmark's plain hash folds
+    b = r.metrics["benchmark"]
+    assert "per class" in b["fold_rule"] and "fold_sizes" not in b and m["linear_probe"]["cv_repeats"] == 3
+    assert "stratified per class, 3 fixed fold deals" in (tmp_path / "eval" / "report.md").read_text()
 
 
 def test_evaluating_on_records_the_model_was_pretrained_on_is_refused(real_store: Path, tmp_path: Path) -> None:
