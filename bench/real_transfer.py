@@ -10,7 +10,8 @@ random-init probe). Prints one ablation table, measured in one run:
 Variants: baseline (generator v1, today's augmentation), augment (+ the real-recording artefacts), mix (+ the
 benchmark's pretraining part mixed in), mix+augment, none (no augmentation at all), and v2, v2+mix,
 v2+augment, v2+mix+augment (the generator calibrated to real recordings, `realism="v2"`), v2+subjects (300
-subjects x 2 records instead of 120 x 5); NAME@E trains E epochs
+subjects x 2 records instead of 120 x 5), v3 (v2 with session variation: electrode placement and noise levels
+redrawn per record); NAME@E trains E epochs
 instead of `--epochs`. Each pretraining takes minutes on
 2 cores; results are cached per variant folder (delete it to re-run).
 """
@@ -38,6 +39,8 @@ VARIANTS = {  # realism: the synthetic generator's calibration profile (v1: the 
     "v2+mix+augment": {"augment": REAL_AUGMENT, "mix": True, "realism": "v2"},
     # the same 600 records and steps, from 300 subjects x 2 records instead of 120 x 5: more morphologies
     "v2+subjects": {"augment": {}, "mix": False, "realism": "v2", "subjects": (300, 2)},
+    # v2 with electrode placement and noise levels varying between a subject's records (sessions)
+    "v3": {"augment": {}, "mix": False, "realism": "v3"},
 }
 
 

@@ -20,7 +20,8 @@ def synth(out: Path = typer.Option(..., help="folder to write (PTB-XL layout)"),
           seed: int = typer.Option(0, help="random seed (same seed, same files)"),
           workers: int = typer.Option(0, min=0, help="worker processes"),
           write_lr: bool = typer.Option(False, "--write-lr", help="also write 100 Hz records100/"),
-          realism: str = typer.Option("v2", help="generator calibration: v2 (matched to real recordings) | v1"),
+          realism: str = typer.Option("v2", help="generator calibration: v2 (matched to real recordings) | v3 "
+                                      "(v2, electrodes and noise varying between a subject's sessions) | v1"),
           quiet: bool = typer.Option(False, "--quiet", help="no progress bar")) -> None:
     """Generate a synthetic 12-lead dataset in PTB-XL layout (database CSV + WFDB records500)."""
     setup_logging()

@@ -9,6 +9,8 @@ import pytest
 
 from esi.data import measure as m
 from esi.data.synthetic import REALISM, _seed, generate_dataset, generate_record, make_subject
+from esi.data.synthetic.noise import _session_levels
+from esi.data.synthetic.subject import session_mix
 from esi.errors import ConfigError, DataError
 
 FS = 500
@@ -33,10 +35,10 @@ def test_v2_lowers_qrs_voltage_and_precordial_p_toward_real_values() -> None:
 
 
 def test_an_unknown_profile_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="v1, v2"):
-        make_subject(_seed(0, 0, 0), realism="v3")
+    with pytest.raises(ConfigError, match="v1, v2, v3"):
+        make_subject(_seed(0, 0, 0), realism="v9")
     with pytest.raises(ConfigError, match="realism"):
-        generate_dataset(tmp_path / "x", subjects=1, records_per_subject=1, realism="v3", progress=False)
+        generate_dataset(tmp_path / "x", subjects=1, records_per_subject=1, realism="v9", progress=False)
     assert not (tmp_path / "x").exists()
 
 
@@ -44,3 +46,52 @@ def test_a_dataset_of_another_profile_is_not_resumed_into(tmp_path: Path) -> Non
     generate_dataset(tmp_path / "d", subjects=2, records_per_subject=1, realism="v1", progress=False)
     with pytest.raises(DataError, match="other parameters"):
         generate_dataset(tmp_path / "d", subjects=2, records_per_subject=1, realism="v2", progress=False)
+
+
+def _precordial_log_amplitudes(realism: str, subjects: int = 24) -> np.ndarray:
+    """log QRS amplitude of V1-V6, (subjects, 2 records, 6), same subjects and streams for every profile."""
+    out = np.empty((subjects, 2, 6))
+    for i in range(subjects):
+        subject = make_subject(_seed(5, 0, i), subject_id=i, realism=realism)
+        for k in range(2):
+            x = generate_record(subject, ["NORM"], _seed(5, 1, i, k))
+            out[i, k] = np.log([m.qrs_amplitude_mv(x, FS, lead) for lead in ("V1", "V2", "V3", "V4", "V5", "V6")])
+    return out
+
+
+def test_v3_moves_precordial_electrodes_between_sessions_not_between_people() -> None:
+    v2, v3 = _precordial_log_amplitudes("v2"), _precordial_log_amplitudes("v3")
+    # Between a subject's two records: v2 re-applies the electrodes within a few millimetres (2 deg, 3 % gain),
+    # v3 redraws 70 % of the placement variance per record, so precordial voltages differ far more (measured:
+    # sd of the log-voltage difference 0.106 under v2, 0.215 under v3; the beat-to-beat jitter is common to both).
+    within_v2 = np.std(v2[:, 0] - v2[:, 1])
+    within_v3 = np.std(v3[:, 0] - v3[:, 1])
+    assert within_v3 > 1.6 * within_v2
+    # Across people the spread stays what it was: the mix keeps the population's variance.
+    across_v2, across_v3 = np.std(v2[:, 0], axis=0).mean(), np.std(v3[:, 0], axis=0).mean()
+    assert across_v3 == pytest.approx(across_v2, rel=0.25)
+    # Limb leads are not touched: v3 differs from v2 only in its extra session draws.
+    s2 = make_subject(_seed(5, 0, 0), subject_id=0, realism="v2")
+    s3 = make_subject(_seed(5, 0, 0), subject_id=0, realism="v3")
+    assert s2.precordial_gain == s3.precordial_gain and s2.baseline_mv == s3.baseline_mv
+
+
+def test_session_mix_keeps_the_population_spread_and_a_share_of_the_person() -> None:
+    rng = np.random.default_rng(0)
+    person = rng.normal(2.0, 0.5, 20000)
+    for share in (0.0, 0.7, 1.0):
+        session = session_mix(person, 2.0, 0.5, share, np.random.default_rng(1))
+        assert np.std(session) == pytest.approx(0.5, rel=0.03) and np.mean(session) == pytest.approx(2.0, abs=0.02)
+        # The correlation with the person is sqrt(1 - share): all of it at 0, none at 1.
+        assert np.corrcoef(person, session)[0, 1] == pytest.approx(np.sqrt(1 - share), abs=0.03)
+
+
+def test_v3_redraws_mains_hum_per_session_and_keeps_v2_noise_fixed() -> None:
+    with_hum = next(s for i in range(200) if (s := make_subject(_seed(7, 0, i), realism="v3")).powerline_mv > 0)
+    rng = np.random.default_rng(0)
+    levels = np.array([_session_levels(with_hum, rng) for _ in range(2000)])
+    # session_noise 1: hum present in a record with the profile's share (0.2), whoever the subject is.
+    assert np.mean(levels[:, 2] > 0) == pytest.approx(REALISM["v3"]["powerline_share"], abs=0.03)
+    assert np.std(np.log(levels[:, 0])) == pytest.approx(0.6, rel=0.1)  # baseline level varies per record
+    v2_subject = make_subject(_seed(7, 0, 0), realism="v2")
+    assert _session_levels(v2_subject, rng) == (v2_subject.baseline_mv, v2_subject.emg_mv, v2_subject.powerline_mv)

@@ -9,7 +9,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from esi.data.synthetic.subject import realism_profile
+from esi.data.synthetic.subject import (
+    PRECORDIAL_GAIN_LOG_SD,
+    PRECORDIAL_SHIFT_SD_DEG,
+    realism_profile,
+    session_mix,
+)
 
 if TYPE_CHECKING:
     from esi.data.synthetic.subject import Subject
@@ -47,13 +52,20 @@ def _norm(v: Sequence[float]) -> np.ndarray:
 
 
 def _lead_vectors(subject: Subject, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Electrode vectors (9, 3) for this record (subject habitus + small placement jitter) and the 12 lead
-    vectors they imply."""
+    """Electrode vectors (9, 3) for this record (subject habitus, the session's placement under the profile's
+    ``session_electrodes`` share, small jitter) and the 12 lead vectors they imply."""
+    cal = realism_profile(subject.realism)
     limb = _LIMB_ELECTRODES * subject.limb_gain * float(rng.lognormal(0, 0.03))
-    ang = np.radians(_PRECORDIAL_ANGLES + np.array(subject.precordial_shift_deg) + rng.normal(0, 2.0, 6))
-    gain = _PRECORDIAL_GAIN * np.array(subject.precordial_gain) * rng.lognormal(0, 0.03, 6)
-    gain[0] *= realism_profile(subject.realism)["v1_gain"]
+    shift = np.array(subject.precordial_shift_deg)
+    log_gain = np.log(np.array(subject.precordial_gain))
+    jitter_deg, jitter_gain = rng.normal(0, 2.0, 6), rng.lognormal(0, 0.03, 6)
     tilt = np.radians(rng.normal(0, 3.0, 6))
+    if cal["session_electrodes"] > 0:  # only then: v1/v2 records keep their random streams
+        shift = session_mix(shift, 0.0, PRECORDIAL_SHIFT_SD_DEG, cal["session_electrodes"], rng)
+        log_gain = session_mix(log_gain, 0.0, PRECORDIAL_GAIN_LOG_SD, cal["session_electrodes"], rng)
+    ang = np.radians(_PRECORDIAL_ANGLES + shift + jitter_deg)
+    gain = _PRECORDIAL_GAIN * np.exp(log_gain) * jitter_gain
+    gain[0] *= cal["v1_gain"]
     prec = np.stack([np.cos(ang) * np.cos(tilt), np.sin(tilt), np.sin(ang) * np.cos(tilt)], axis=1)
     prec = prec * gain[:, None]
     electrodes = np.concatenate([limb, prec], axis=0)

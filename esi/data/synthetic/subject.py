@@ -23,10 +23,25 @@ REALISM: dict[str, dict[str, float]] = {
            "p_tilt_la": 0.0, "v1_gain": 0.85, "j_point_mv": 0.027, "pr_1avb_scale": 0.95, "lbbb_st": 0.06,
            "mi_st": 0.8},
 }
+# Session variation: the share of the between-subject variance of precordial electrode placement and of the
+# recording-noise levels that is redrawn for every record (0: a subject's electrodes sit where they sat last
+# time and its noise habits never change; 1: placement and noise belong to the session, not to the person).
+# v1 and v2 keep 0, so their records stay as they were; v3 is v2 with placement and noise varying between
+# sessions as they do in real repeat recordings (electrodes re-applied, another room and patient state).
+REALISM["v3"] = {**REALISM["v2"], "session_electrodes": 0.7, "session_noise": 1.0}
+for _profile in ("v1", "v2"):
+    REALISM[_profile].update(session_electrodes=0.0, session_noise=0.0)
+
+# Population spreads shared by the subject draw and the per-session redraw (log-normal sd where "log").
+PRECORDIAL_SHIFT_SD_DEG = 5.0
+PRECORDIAL_GAIN_LOG_SD = 0.12
+BASELINE_MV, BASELINE_LOG_SD = 0.08, 0.6
+EMG_MV, EMG_LOG_SD = 0.008, 0.6
+POWERLINE_MV, POWERLINE_LOG_SD = 0.006, 0.8
 
 
 def realism_profile(name: str) -> dict[str, float]:
-    """The calibration factors of a realism profile (``v1`` or ``v2``)."""
+    """The calibration factors of a realism profile (``v1``, ``v2`` or ``v3``)."""
     if name not in REALISM:
         raise ConfigError(f"unknown generator realism {name!r}; choose one of {', '.join(REALISM)}")
     return REALISM[name]
@@ -183,15 +198,23 @@ def make_subject(rng: np.random.Generator, subject_id: int = 0, realism: str = D
         t_tilt_deg=float(rng.normal(cal["t_tilt_deg"], 8)),
         septal_mv=float(rng.uniform(0.1, 0.3)), terminal_mv=float(rng.uniform(0.1, 0.35)),
         limb_gain=float(rng.lognormal(0, 0.1)),
-        precordial_gain=tuple(float(g) for g in rng.lognormal(0, 0.12, 6)),
-        precordial_shift_deg=tuple(float(s) for s in rng.normal(0, 5, 6)),
+        precordial_gain=tuple(float(g) for g in rng.lognormal(0, PRECORDIAL_GAIN_LOG_SD, 6)),
+        precordial_shift_deg=tuple(float(s) for s in rng.normal(0, PRECORDIAL_SHIFT_SD_DEG, 6)),
         shape=tuple(float(s) for s in rng.normal(0, 1, 12)),
         hrv_resp=float(rng.uniform(0.01, 0.06) * (1.3 - 0.8 * f_age)), hrv_lf=float(rng.uniform(0.01, 0.03)),
         resp_hz=float(rng.uniform(0.18, 0.33)),
-        baseline_mv=float(rng.lognormal(math.log(0.08), 0.6)),
-        emg_mv=float(rng.lognormal(math.log(0.008), 0.6)),
-        powerline_mv=(float(rng.lognormal(math.log(0.006 * cal["powerline"]), 0.8))
+        baseline_mv=float(rng.lognormal(math.log(BASELINE_MV), BASELINE_LOG_SD)),
+        emg_mv=float(rng.lognormal(math.log(EMG_MV), EMG_LOG_SD)),
+        powerline_mv=(float(rng.lognormal(math.log(POWERLINE_MV * cal["powerline"]), POWERLINE_LOG_SD))
                       if rng.random() < cal["powerline_share"] else 0.0),
         powerline_hz=50.0 if cal["share_50hz"] >= 1 or rng.random() < cal["share_50hz"] else 60.0,
         chronic=tuple(chronic), traits=traits, propensity=propensity, realism=realism,
     )
+
+
+def session_mix(subject_value: float | np.ndarray, centre: float, sd: float, share: float,
+                rng: np.random.Generator) -> float | np.ndarray:
+    """A subject's trait as one session shows it: ``share`` of its between-subject variance around ``centre``
+    redrawn for this record, the rest kept; the population spread (``sd``) is unchanged."""
+    fresh = rng.normal(0.0, sd, np.shape(subject_value))
+    return centre + math.sqrt(1.0 - share) * (np.asarray(subject_value) - centre) + math.sqrt(share) * fresh
