@@ -87,14 +87,31 @@ def stratified_folds(labels: np.ndarray, keys: Sequence[str], n_folds: int = CV_
 
 
 def cross_validated_probe(x: np.ndarray, y: np.ndarray, keys: Sequence[str], *, n_folds: int = CV_FOLDS,
-                          repeats: int = PROBE_REPEATS, seed: int = 0) -> np.ndarray:
+                          repeats: int = PROBE_REPEATS, seed: int = 0, n_jobs: int | None = None) -> np.ndarray:
     """Out-of-fold probabilities, class by class over :func:`stratified_folds` of that class, averaged over
     ``repeats`` fixed deals: fold k is scored by a probe fitted on the other folds, with C chosen on an inner
-    validation fold (the next fold number) and the probe then refit on all training folds with that C."""
-    out = np.zeros(y.shape, np.float64)
-    for c in range(y.shape[1]):
-        for deal in range(repeats):
-            out[:, c] += _out_of_fold(x, y[:, c:c + 1], stratified_folds(y[:, c], keys, n_folds, deal), seed)
+    validation fold (the next fold number) and the probe then refit on all training folds with that C.
+
+    Classes are independent, so they run in ``n_jobs`` worker processes (default: the settings' data-job
+    workers, ``ESI_NUM_WORKERS``); the result does not depend on ``n_jobs``."""
+    from joblib import Parallel, delayed
+
+    if n_jobs is None:
+        from esi.settings import get_settings
+
+        n_jobs = max(1, get_settings().num_workers)
+    n_jobs = min(n_jobs, y.shape[1]) or 1
+    columns = Parallel(n_jobs=n_jobs)(
+        delayed(_class_out_of_fold)(x, y[:, c], keys, n_folds, repeats, seed) for c in range(y.shape[1]))
+    return np.stack(columns, axis=1) if columns else np.zeros(y.shape, np.float64)
+
+
+def _class_out_of_fold(x: np.ndarray, labels: np.ndarray, keys: Sequence[str], n_folds: int, repeats: int,
+                       seed: int) -> np.ndarray:
+    """One class's out-of-fold probabilities, averaged over ``repeats`` fold deals."""
+    out = np.zeros(len(labels), np.float64)
+    for deal in range(repeats):
+        out += _out_of_fold(x, labels[:, None], stratified_folds(labels, keys, n_folds, deal), seed)
     return out / max(repeats, 1)
 
 

@@ -82,6 +82,21 @@ def test_cross_validated_probe_scores_each_fold_with_a_probe_that_never_saw_it()
     assert binary_auc(y[:, 0], oof[:, 0]) > 0.9
 
 
+def test_probe_classes_in_worker_processes_give_the_same_scores_in_the_same_columns() -> None:
+    from esi.evaluation.real_eval import cross_validated_probe
+
+    rng = np.random.default_rng(1)
+    n = 120
+    keys = [f"record:{i}" for i in range(n)]
+    y = (rng.random((n, 3)) < np.array([0.2, 0.3, 0.4])).astype(np.int64)
+    x = rng.normal(size=(n, 20))
+    x[:, 0] += 3.0 * y[:, 0]  # only class 0 is separable: a column mix-up between workers shows in the AUCs
+    one = cross_validated_probe(x, y, keys, n_jobs=1)
+    two = cross_validated_probe(x, y, keys, n_jobs=2)
+    assert np.array_equal(one, two)
+    assert binary_auc(y[:, 0], two[:, 0]) > 0.9 and binary_auc(y[:, 1], two[:, 1]) < 0.75
+
+
 def test_probe_folds_are_stratified_per_class_fixed_by_the_data_and_keep_subjects_together() -> None:
     from esi.evaluation.real_eval import stratified_folds
 

@@ -13,24 +13,24 @@ from esi.errors import ConfigError
 DEFAULT_REALISM = "v2"
 # Generator calibration profiles. v1: the first generator. v2: matched to the real benchmark records by
 # `esi data compare` (ranked gaps: QRS/T amplitude, precordial P, right-precordial ST, normal QRS width, PR,
-# QTc, 1AVB PR, powerline prevalence); see docs/data.md.
+# QTc, 1AVB PR, powerline prevalence); see docs/data.md. v3: v2 with session variation.
+# Session variation: the share of the between-subject variance of precordial electrode placement
+# (session_electrodes) and of the recording-noise levels (session_noise) redrawn for every record. 0: a subject's
+# electrodes sit where they sat last time and its noise habits never change (v1, v2: their records stay as they
+# were); 1: placement or noise belong to the session, not to the person, as in real repeat recordings
+# (electrodes re-applied, another room and patient state).
+_V2 = {"qrs_amp": 0.65, "qrs_s": 0.084, "pr_s": 0.160, "qtc_s": 0.415, "t_amp": 0.72, "t_tilt_deg": 30.0,
+       "powerline": 0.6, "powerline_share": 0.2, "share_50hz": 0.6, "p_precordial": 0.45, "p_tilt_ra": 35.0,
+       "p_tilt_la": 0.0, "v1_gain": 0.85, "j_point_mv": 0.027, "pr_1avb_scale": 0.95, "lbbb_st": 0.06,
+       "mi_st": 0.8, "session_electrodes": 0.0, "session_noise": 0.0}
 REALISM: dict[str, dict[str, float]] = {
     "v1": {"qrs_amp": 1.0, "qrs_s": 0.092, "pr_s": 0.148, "qtc_s": 0.400, "t_amp": 1.0, "t_tilt_deg": 18.0,
            "powerline": 1.0, "powerline_share": 0.5, "share_50hz": 1.0, "p_precordial": 1.0, "p_tilt_ra": 30.0,
-           "p_tilt_la": -30.0, "v1_gain": 1.0, "j_point_mv": 0.0, "pr_1avb_scale": 1.0, "lbbb_st": 0.12, "mi_st": 1.0},
-    "v2": {"qrs_amp": 0.65, "qrs_s": 0.084, "pr_s": 0.160, "qtc_s": 0.415, "t_amp": 0.72, "t_tilt_deg": 30.0,
-           "powerline": 0.6, "powerline_share": 0.2, "share_50hz": 0.6, "p_precordial": 0.45, "p_tilt_ra": 35.0,
-           "p_tilt_la": 0.0, "v1_gain": 0.85, "j_point_mv": 0.027, "pr_1avb_scale": 0.95, "lbbb_st": 0.06,
-           "mi_st": 0.8},
+           "p_tilt_la": -30.0, "v1_gain": 1.0, "j_point_mv": 0.0, "pr_1avb_scale": 1.0, "lbbb_st": 0.12, "mi_st": 1.0,
+           "session_electrodes": 0.0, "session_noise": 0.0},
+    "v2": _V2,
+    "v3": {**_V2, "session_electrodes": 0.7, "session_noise": 1.0},
 }
-# Session variation: the share of the between-subject variance of precordial electrode placement and of the
-# recording-noise levels that is redrawn for every record (0: a subject's electrodes sit where they sat last
-# time and its noise habits never change; 1: placement and noise belong to the session, not to the person).
-# v1 and v2 keep 0, so their records stay as they were; v3 is v2 with placement and noise varying between
-# sessions as they do in real repeat recordings (electrodes re-applied, another room and patient state).
-REALISM["v3"] = {**REALISM["v2"], "session_electrodes": 0.7, "session_noise": 1.0}
-for _profile in ("v1", "v2"):
-    REALISM[_profile].update(session_electrodes=0.0, session_noise=0.0)
 
 # Population spreads shared by the subject draw and the per-session redraw (log-normal sd where "log").
 PRECORDIAL_SHIFT_SD_DEG = 5.0
