@@ -10,9 +10,11 @@ random-init probe). Prints one ablation table, measured in one run:
 Variants: baseline (generator v1, today's augmentation), augment (+ the real-recording artefacts), mix (+ the
 benchmark's pretraining part mixed in), mix+augment, none (no augmentation at all), and v2, v2+mix,
 v2+augment, v2+mix+augment (the generator calibrated to real recordings, `realism="v2"`), v2+subjects (300
-subjects x 2 records instead of 120 x 5), v3 (v2 with session variation: electrode placement and noise levels
-redrawn per record); NAME@E trains E epochs
-instead of `--epochs`. Each pretraining takes minutes on
+subjects x 2 records instead of 120 x 5), v2+200x5 (1000 records), v3 (v2 with session variation: electrode
+placement and noise levels redrawn per record), v2e (headline conditions 3x as common), v2+seed1 (another
+pretraining seed), v2+lr2x (lr 1e-3), v2+cap0.25 (caption loss weight 0.25); NAME@E trains E epochs instead of
+`--epochs`. Zero-shot figures use the default contrast score rule; `bench/zero_shot_rules.py` compares the rules
+on the same checkpoints. Each pretraining takes minutes on
 2 cores; results are cached per variant folder (delete it to re-run).
 """
 
@@ -41,6 +43,11 @@ VARIANTS = {  # realism: the synthetic generator's calibration profile (v1: the 
     "v2+subjects": {"augment": {}, "mix": False, "realism": "v2", "subjects": (300, 2)},
     # v2 with electrode placement and noise levels varying between a subject's records (sessions)
     "v3": {"augment": {}, "mix": False, "realism": "v3"},
+    "v2e": {"augment": {}, "mix": False, "realism": "v2e"},
+    "v2+seed1": {"augment": {}, "mix": False, "realism": "v2", "seed": 1},
+    "v2+lr2x": {"augment": {}, "mix": False, "realism": "v2", "lr": 1e-3},
+    "v2+200x5": {"augment": {}, "mix": False, "realism": "v2", "subjects": (200, 5)},
+    "v2+cap0.25": {"augment": {}, "mix": False, "realism": "v2", "lambda_cap": 0.25},
 }
 
 
@@ -99,7 +106,8 @@ def _pretrain(run: Path, out: Path, variant: str, real: tuple[Path, Path], epoch
     store, captions = _synthetic(run, out, spec["realism"], spec.get("subjects", (120, 5)))
     cfg = PretrainConfig(model="esi_cpu", store=str(store), captions=str(captions),
                          out=str(folder), epochs=epochs, batch_size=16, warmup_epochs=min(1, epochs),
-                         decay_every=max(1, epochs), lr=5e-4, seed=0, resume=True, folds=list(range(1, 9)),
+                         decay_every=max(1, epochs), lr=spec.get("lr", 5e-4), seed=spec.get("seed", 0),
+                         lambda_cap=spec.get("lambda_cap", 1.0), resume=True, folds=list(range(1, 9)),
                          augment=augment, mlflow=False,
                          mix=[{"store": str(real[0]), "captions": str(real[1])}] if spec["mix"] else [])
     t0 = time.perf_counter()

@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     serve_max_duration_s: float = Field(120.0, gt=0, description="longest ECG accepted in a request (s)")
     serve_max_labels: int = Field(512, ge=1, description="most labels or prompts in one request")
     serve_top_k: int = Field(5, ge=1, description="default number of top labels returned")
+    serve_score_rule: Literal["contrast", "cosine"] = Field(
+        "contrast", description="zero-shot score of the service and esi score: contrast (similarity to the label "
+                                "minus similarity to a normal sinus-rhythm ECG's text) or cosine")
     serve_timeout_s: int = Field(120, ge=1, description="request timeout of the service")
 
     num_workers: int = Field(min(4, os.cpu_count() or 1), ge=0, description="worker processes for data jobs")

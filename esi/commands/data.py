@@ -21,7 +21,8 @@ def synth(out: Path = typer.Option(..., help="folder to write (PTB-XL layout)"),
           workers: int = typer.Option(0, min=0, help="worker processes"),
           write_lr: bool = typer.Option(False, "--write-lr", help="also write 100 Hz records100/"),
           realism: str = typer.Option("v2", help="generator calibration: v2 (matched to real recordings) | v3 "
-                                      "(v2, electrodes and noise varying between a subject's sessions) | v1"),
+                                      "(v2, electrodes and noise varying between a subject's sessions) | v2e (v2, AF, "
+                                      "bundle branch blocks and 1AVB 3x as common) | v1"),
           quiet: bool = typer.Option(False, "--quiet", help="no progress bar")) -> None:
     """Generate a synthetic 12-lead dataset in PTB-XL layout (database CSV + WFDB records500)."""
     setup_logging()

@@ -44,6 +44,8 @@ def evaluate_cmd(
         None, help="mmd mode: reference store (default: the model's pretraining set, from its checkpoint)"
     ),
     prompts: str = typer.Option("caption", help="zero-shot prompt scheme: caption (pretraining text) | names"),
+    score_rule: str = typer.Option(
+        "contrast", help="zero-shot score: contrast (class similarity minus a normal-ECG caption's) | cosine"),
     kb_dir: Path = typer.Option(None, help="knowledge base for caption prompts (default ESI_HOME's, else corpus)"),
     scratch_lrs: str = typer.Option("3e-4,1e-3,3e-3", help="from-scratch baseline lr grid (chosen on validation)"),
     allow_contaminated: bool = typer.Option(
@@ -80,9 +82,9 @@ def evaluate_cmd(
 
         real_modes = [m for m in ("zero-shot", "linear-probe", "baselines") if m in modes or modes == "all"]
         result = evaluate_real(model, root, out, modes=real_modes or ("zero-shot", "linear-probe", "baselines"),
-                               prompt_scheme=prompts, kb_dir=kb_dir, n_bootstrap=bootstrap, batch_size=batch_size,
-                               allow_contaminated=allow_contaminated, progress=not quiet, use_cache=not no_cache,
-                               seed=seed, log_mlflow=not no_mlflow)
+                               prompt_scheme=prompts, score_rule=score_rule, kb_dir=kb_dir, n_bootstrap=bootstrap,
+                               batch_size=batch_size, allow_contaminated=allow_contaminated, progress=not quiet,
+                               use_cache=not no_cache, seed=seed, log_mlflow=not no_mlflow)
         _print(result)
         return
     if root is None:
@@ -103,6 +105,7 @@ def evaluate_cmd(
         identification_pairing=pairing,
         mmd_reference=mmd_reference,
         prompt_scheme=prompts,
+        score_rule=score_rule,
         kb_dir=kb_dir,
         allow_contaminated=allow_contaminated,
         scratch_lrs=lr_list,

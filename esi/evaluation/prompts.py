@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 SCHEMES = ("caption", "names")
 DEFAULT_SCHEME = "caption"
+# The reference of the ``contrast`` score rule (esi.evaluation.zeroshot): normal ECG in sinus rhythm, the
+# commonest condition signature of the pretraining captions.
+REFERENCE_CONDITIONS = {"164854000": 1.0, "426783006": 1.0}
 
 
 @dataclass
@@ -256,3 +259,31 @@ def build_prompts(bench: Benchmark, scheme: str = DEFAULT_SCHEME, *, kb_dir: str
     if scheme == "names":
         return names_prompts(bench)
     raise EvaluationError(f"unknown prompt scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
+
+
+def reference_prompts(scheme: str = DEFAULT_SCHEME, *, kb_dir: str | Path | None = None,
+                      knowledge_base: Any | None = None) -> list[str]:
+    """The reference text of the ``contrast`` score rule, in the words of ``scheme``: the caption of a normal
+    sinus-rhythm record (``caption``), or that condition set's names and templates (``names``)."""
+    if scheme == "caption":
+        passages, _ = open_passages(kb_dir, knowledge_base)
+        composer = CaptionTexts(passages)
+        composer.prefetch([REFERENCE_CONDITIONS])
+        return [composer.text(dict(REFERENCE_CONDITIONS))]
+    from esi.conditions.vocabulary import load_vocabulary
+
+    vocab = load_vocabulary()
+    names = [vocab.name(c) for c in REFERENCE_CONDITIONS if c in vocab]
+    return list(dict.fromkeys([*names, f"12-lead {names[0]}", f"ECG showing {' and '.join(names[1:] or names)}"]))
+
+
+def reference_classes(bench: Benchmark) -> list[bool]:
+    """Per class: does one of its members carry a reference condition? Those classes are scored by plain cosine
+    under the ``contrast`` rule (their contrast with the reference would be their contrast with themselves)."""
+    out = []
+    for cls in bench.class_names:
+        found: set[str] = set()
+        for code in bench.class_members.get(cls) or [cls]:
+            found |= set(member_conditions(code, bench.label_system))
+        out.append(bool(found & set(REFERENCE_CONDITIONS)))
+    return out

@@ -25,8 +25,11 @@ CV_FOLDS = 5
 
 
 def real_benchmark(store: EcgStore, *, split_path: str | Path | None = None,
-                   min_positives: int = MIN_POSITIVES, min_certainty: float = 0.5) -> Benchmark:
+                   min_positives: int = MIN_POSITIVES, min_certainty: float = 0.5, part: str = "eval") -> Benchmark:
     """The evaluation part of the real benchmark on a store prepared from ``tests/fixtures/real_benchmark``.
+
+    ``part="pretrain"`` gives the same benchmark on the pretraining part instead: a development set for choices
+    made before looking at the evaluation part (bench/zero_shot_rules.py chose the zero-shot score rule on it).
 
     Classes: the headline conditions first, then every other condition with at least ``min_positives``
     positives among the evaluation records. ``folds`` (1..CV_FOLDS, :func:`esi.evaluation.benchmarks.hash_folds`)
@@ -37,9 +40,9 @@ def real_benchmark(store: EcgStore, *, split_path: str | Path | None = None,
 
     split = load_split(split_path)
     rec = _records(store)
-    keep = part_mask(rec["record_id"].astype(str), "eval", split)
+    keep = part_mask(rec["record_id"].astype(str), part, split)
     if not keep.any():
-        raise EvaluationError(f"store {store.path} holds none of the real benchmark's evaluation records; fix: "
+        raise EvaluationError(f"store {store.path} holds none of the real benchmark's {part} records; fix: "
                               f"prepare it with 'esi data prepare --source wfdb --root {REAL_ROOT} --out STORE'")
     rec = rec[keep].reset_index(drop=True)
     sets = [{str(k) for k, v in (json.loads(t) if t else {}).items() if v is not None and float(v) >= min_certainty}
@@ -53,7 +56,7 @@ def real_benchmark(store: EcgStore, *, split_path: str | Path | None = None,
     classes = [c for c in HEADLINE if counts.get(c, 0) >= min_positives] + others
     dropped = [c for c in HEADLINE if counts.get(c, 0) < min_positives]
     if not classes:
-        raise EvaluationError(f"real benchmark: no condition has {min_positives} positives in the evaluation part")
+        raise EvaluationError(f"real benchmark: no condition has {min_positives} positives in the {part} part")
     y = np.array([[c in s for c in classes] for s in sets], dtype=np.int8)
     subjects = _subjects(rec)
     from esi.conditions.vocabulary import load_vocabulary
@@ -61,7 +64,8 @@ def real_benchmark(store: EcgStore, *, split_path: str | Path | None = None,
     vocab = load_vocabulary()
     texts = {c: [vocab.name(c)] if c in vocab else [c] for c in classes}
     bench = Benchmark(
-        name="real", task="conditions", store_path=str(store.path), class_names=classes,
+        name="real" if part == "eval" else f"real-{part}", task="conditions", store_path=str(store.path),
+        class_names=classes,
         indices=rec["index"].to_numpy(np.int64), y=y, folds=hash_folds(subjects, CV_FOLDS), subjects=subjects,
         class_texts=texts, class_members={c: [c] for c in classes}, label_system="conditions",
         dropped_classes=dropped, folds_assigned=True, fold_rule="hash",

@@ -150,6 +150,7 @@ def evaluate_real(
     *,
     modes: Sequence[str] = ("zero-shot", "linear-probe", "baselines"),
     prompt_scheme: str = "caption",
+    score_rule: str = "contrast",
     kb_dir: str | Path | None = None,
     n_bootstrap: int = 1000,
     batch_size: int = 64,
@@ -185,15 +186,23 @@ def evaluate_real(
     if "zero-shot" in modes:
         emb = cache.get(model, store, bench.indices, kind="embedding", desc="real embedding", **enc)
         schemes = _scheme_scores(model, bench, emb, kb_dir)
-        if prompt_scheme not in schemes:
+        if prompt_scheme not in {k[0] for k in schemes} or score_rule not in {k[1] for k in schemes}:
             from esi.errors import EvaluationError
 
-            raise EvaluationError(f"unknown prompt scheme {prompt_scheme!r}; choose one of {', '.join(schemes)}")
-        block = _auc_block(y, schemes[prompt_scheme]["_s"], classes, n_bootstrap, seed)
-        block["prompt_scheme"] = prompt_scheme
-        block["prompts"] = schemes[prompt_scheme]["prompts"]
+            raise EvaluationError(f"unknown prompt scheme {prompt_scheme!r} or score rule {score_rule!r}; choose "
+                                  f"from {', '.join(sorted({k[0] for k in schemes}))} and "
+                                  f"{', '.join(sorted({k[1] for k in schemes}))}")
+        head = schemes[(prompt_scheme, score_rule)]
+        block = _auc_block(y, head["_s"], classes, n_bootstrap, seed)
+        block["prompt_scheme"], block["score_rule"] = prompt_scheme, score_rule
+        block["prompts"], block["reference_prompts"] = head["prompts"], head["reference"]
         block["schemes"] = {k: {"macro_auc": _auc_block(y, v["_s"], classes, 0, seed)["macro_auc"]}
-                            for k, v in schemes.items()}
+                            for (k, rule), v in schemes.items() if rule == score_rule}
+        block["score_rules"] = {}
+        for (k, rule), v in schemes.items():
+            if k == prompt_scheme:
+                b0 = _auc_block(y, v["_s"], classes, 0, seed)
+                block["score_rules"][rule] = {"macro_auc": b0["macro_auc"], "per_class_auc": b0["per_class_auc"]}
         results["zero_shot"] = block
     probes = [("linear_probe", model)] if "linear-probe" in modes else []
     if "baselines" in modes:
@@ -211,7 +220,7 @@ def evaluate_real(
         "modes": results,
         "throughput": {"wall_s": time.perf_counter() - t0, "embeddings_per_s": cache.embeddings_per_s},
         "settings": {"n_bootstrap": n_bootstrap, "seed": seed, "modes": list(modes), "prompt_scheme": prompt_scheme,
-                     "allow_contaminated": allow_contaminated},
+                     "score_rule": score_rule, "allow_contaminated": allow_contaminated},
     }
     table = markdown(metrics)
     files = [out / "metrics.json", out / "report.md"]
@@ -228,15 +237,18 @@ def evaluate_real(
     return EvaluationResult(metrics=_public(metrics), table=table, out=out, files=files)
 
 
-def _scheme_scores(model: Any, bench: Any, emb: np.ndarray, kb_dir: Any) -> dict[str, dict]:
-    """Zero-shot scores under each prompt scheme (the prompt ablation)."""
+def _scheme_scores(model: Any, bench: Any, emb: np.ndarray, kb_dir: Any) -> dict[tuple[str, str], dict]:
+    """Zero-shot scores under each (prompt scheme, score rule) (the prompt and score-rule ablation)."""
     from esi.evaluation.prompts import SCHEMES, build_prompts
-    from esi.evaluation.zeroshot import class_embeddings, scores
+    from esi.evaluation.zeroshot import SCORE_RULES, class_embeddings, rule_scorer
 
     out = {}
     for name in SCHEMES:
         cp = build_prompts(bench, name, kb_dir=kb_dir)
-        out[name] = {"_s": scores(emb, class_embeddings(model, cp.texts, cp.weights)), "prompts": cp.texts}
+        cemb = class_embeddings(model, cp.texts, cp.weights)
+        for rule in SCORE_RULES:
+            score = rule_scorer(model, bench, rule, name, kb_dir=kb_dir)
+            out[(name, rule)] = {"_s": score(emb, cemb), "prompts": cp.texts, "reference": score.reference_texts}
     return out
 
 
@@ -276,6 +288,10 @@ def markdown(metrics: dict) -> str:
         lines.append(f"| {name} | {b['positives'][c]} | " + " | ".join(cells) + " |")
     zs = modes.get("zero_shot", {})
     if zs.get("schemes"):
-        lines += ["", "Zero-shot under each prompt scheme (headline mean AUC): "
-                  + ", ".join(f"{k} {_fmt(v['macro_auc'])}" for k, v in zs["schemes"].items())]
+        lines += ["", f"Zero-shot under each prompt scheme ({zs.get('score_rule', 'cosine')} rule, headline mean "
+                  "AUC): " + ", ".join(f"{k} {_fmt(v['macro_auc'])}" for k, v in zs["schemes"].items())]
+    if zs.get("score_rules"):
+        lines += ["", f"Zero-shot under each score rule ({zs.get('prompt_scheme')} prompts, headline mean AUC): "
+                  + ", ".join(f"{k} {_fmt(v['macro_auc'])}" for k, v in zs["score_rules"].items())
+                  + ". contrast: similarity to the class minus similarity to a normal sinus-rhythm caption."]
     return "\n".join(lines) + "\n"

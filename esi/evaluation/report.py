@@ -207,6 +207,8 @@ def flat_metrics(metrics: dict) -> dict[str, float]:
             flat[f"{mode}_macro_auc_ci_low"], flat[f"{mode}_macro_auc_ci_high"] = map(float, m["ci95"])
         for scheme, r in (m.get("schemes") or {}).items():  # zero-shot under each prompt scheme (ablation)
             flat[f"{mode}_{scheme}_prompts_macro_auc"] = float(r["macro_auc"])
+        for rule, r in (m.get("score_rules") or {}).items():  # zero-shot under each score rule (ablation)
+            flat[f"{mode}_{rule}_score_macro_auc"] = float(r["macro_auc"])
     t = metrics.get("throughput", {})
     if t.get("embeddings_per_s"):
         flat["embeddings_per_s"] = float(t["embeddings_per_s"])

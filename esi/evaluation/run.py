@@ -260,6 +260,7 @@ def evaluate(
     identification_pairing: str = "auto",
     mmd_reference: str | Path | None = None,
     prompt_scheme: str = "caption",
+    score_rule: str = "contrast",
     kb_dir: str | Path | None = None,
     allow_contaminated: bool = False,
     scratch_lrs: Sequence[float] = SCRATCH_LRS,
@@ -332,7 +333,8 @@ def evaluate(
         e_va = cache.get(model, store, va_idx, kind="embedding", desc="embedding val", **enc)
         e_te = cache.get(model, store, te_idx, kind="embedding", desc="embedding test", **enc)
         results["zero_shot"] = zero_shot(
-            model, bench, e_va, e_te, scheme=prompt_scheme, kb_dir=kb_dir, n_bootstrap=n_bootstrap, seed=seed
+            model, bench, e_va, e_te, scheme=prompt_scheme, score_rule=score_rule, kb_dir=kb_dir,
+            n_bootstrap=n_bootstrap, seed=seed
         )
     groups = bench.subjects[bench.mask("train")]
     lp_kw = {"fractions": fractions, "seeds": seeds, "n_bootstrap": n_bootstrap, "groups": groups}
@@ -417,6 +419,7 @@ def evaluate(
             "seed": seed,
             "modes": mode_list,
             "prompt_scheme": prompt_scheme,
+            "score_rule": score_rule,
             "scratch_lrs": list(scratch_lrs),
             "allow_contaminated": allow_contaminated,
         },

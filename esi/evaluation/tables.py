@@ -128,6 +128,9 @@ def build_tables(runs: Sequence[dict], ablations: dict[str, dict] | None = None)
             t3.put(row, f"{ds} F1", _f(z.get("f1_macro")))
             for name, sch in (z.get("schemes") or {}).items():
                 t5.put(f"{who}, zero-shot, {name} prompts", f"{ds} zero-shot", _auc_cell(t5, sch, ds))
+            for rule, r in (z.get("score_rules") or {}).items():
+                t5.put(f"{who}, zero-shot, {z.get('prompt_scheme', 'names')} prompts, {rule} score", f"{ds} zero-shot",
+                       _auc_cell(t5, r, ds))
         for key, title in (("linear_probe", who), ("linear_probe_random_init", f"random init ({arch})")):
             for frac in (modes.get(key) or {}).get("fractions", {}).values():
                 row = f"{title}, linear probe ({frac['fraction'] * 100:g}%)"

@@ -1,10 +1,16 @@
-"""Zero-shot classification: class prompts -> text embeddings; score = cosine(ECG embedding, class embedding).
+"""Zero-shot classification: class prompts -> text embeddings; score from cosine(ECG embedding, class embedding).
 
 Two prompt schemes (:mod:`esi.evaluation.prompts`): ``caption`` (default: the pretraining caption text of
 each member label, weighted by training frequency) and ``names`` (:func:`class_prompts`: class names,
 statement descriptions, vocabulary and corpus criteria sentences). A class's prompt embeddings are averaged
 (weighted) and re-normalised. F1 thresholds are chosen on the validation split only; the test split's labels
 are used for nothing but the final metrics.
+
+Two score rules: ``contrast`` (default) scores a class by how much closer the ECG is to the class than to a
+reference text, the caption of a normal sinus-rhythm record (:func:`esi.evaluation.prompts.reference_prompts`);
+it is the two-way softmax "this condition or a normal ECG" up to a monotone map, so each class is judged against
+the same alternative rather than by a raw similarity that also carries how close a recording sits to every
+caption. ``cosine`` is the plain similarity. Classes that contain the reference condition keep the plain cosine.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -26,6 +33,8 @@ log = logging.getLogger(__name__)
 
 CORPUS_DIR = Path(__file__).resolve().parent.parent / "cqa" / "corpus"
 CRITERIA_SECTIONS = ("Diagnostic criteria", "Waveform features")
+SCORE_RULES = ("contrast", "cosine")
+DEFAULT_SCORE_RULE = "contrast"
 
 
 @lru_cache(maxsize=256)
@@ -154,10 +163,46 @@ def class_embeddings(
     return np.stack(rows)
 
 
-def scores(ecg_embeddings: np.ndarray, class_emb: np.ndarray) -> np.ndarray:
-    """Cosine similarity of (normalised) ECG embeddings with the class embeddings."""
+def scores(ecg_embeddings: np.ndarray, class_emb: np.ndarray, reference: np.ndarray | None = None,
+           plain: Sequence[bool] | None = None) -> np.ndarray:
+    """Cosine similarity of (normalised) ECG embeddings with the class embeddings; with a ``reference``
+    embedding (D,), minus the similarity with it (the ``contrast`` rule), except for the ``plain`` classes."""
     e = ecg_embeddings / np.maximum(np.linalg.norm(ecg_embeddings, axis=1, keepdims=True), 1e-12)
-    return e @ class_emb.T
+    s = e @ class_emb.T
+    if reference is None:
+        return s
+    out = s - (e @ np.asarray(reference, s.dtype))[:, None]
+    if plain is not None:
+        keep = np.asarray(plain, bool)
+        out[:, keep] = s[:, keep]
+    return out
+
+
+@dataclass
+class ScoreRule:
+    """A zero-shot score rule, ready to apply: ``rule(ecg_embeddings, class_embeddings) -> scores``."""
+
+    name: str
+    reference: np.ndarray | None = None  # (D,) reference embedding of the contrast rule
+    plain: list[bool] | None = None  # classes scored by plain cosine
+    reference_texts: list[str] = field(default_factory=list)
+
+    def __call__(self, ecg_embeddings: np.ndarray, class_emb: np.ndarray) -> np.ndarray:
+        return scores(ecg_embeddings, class_emb, self.reference, self.plain)
+
+
+def rule_scorer(model: Any, bench: Benchmark, rule: str, scheme: str, *, kb_dir: str | Path | None = None,
+                knowledge_base: Any | None = None) -> ScoreRule:
+    """Score ``rule`` for ``bench`` with the reference in the words of prompt ``scheme``."""
+    if rule not in SCORE_RULES:
+        raise EvaluationError(f"unknown zero-shot score rule {rule!r}; choose one of {', '.join(SCORE_RULES)}")
+    if rule == "cosine":
+        return ScoreRule("cosine")
+    from esi.evaluation.prompts import reference_classes, reference_prompts
+
+    texts = reference_prompts(scheme if scheme in ("caption", "names") else "names", kb_dir=kb_dir,
+                              knowledge_base=knowledge_base)
+    return ScoreRule(rule, class_embeddings(model, {"reference": texts})[0], reference_classes(bench), texts)
 
 
 def evaluate_scores(
@@ -190,6 +235,7 @@ def zero_shot(
     prompts: dict[str, list[str]] | None = None,
     scheme: str = "caption",
     compare: Sequence[str] = ("caption", "names"),
+    score_rule: str = DEFAULT_SCORE_RULE,
     n_bootstrap: int = 1000,
     seed: int = 0,
     knowledge_base: Any | None = None,
@@ -198,7 +244,8 @@ def zero_shot(
     """Zero-shot evaluation from the validation and test ECG embeddings.
 
     The headline result uses prompt ``scheme`` (see :mod:`esi.evaluation.prompts`; explicit ``prompts``
-    override it); every scheme in ``compare`` is also scored, into ``schemes`` (the prompt ablation).
+    override it); every scheme in ``compare`` is also scored, into ``schemes`` (the prompt ablation), and the
+    headline scheme under every score rule, into ``score_rules``.
     """
     from esi.evaluation.prompts import ClassPrompts, build_prompts
 
@@ -210,16 +257,26 @@ def zero_shot(
             built[name] = ClassPrompts("given", prompts, {c: [1.0 / len(p)] * len(p) for c, p in prompts.items()})
         else:
             built[name] = build_prompts(bench, name, kb_dir=kb_dir, knowledge_base=knowledge_base)
+    kb = {"kb_dir": kb_dir, "knowledge_base": knowledge_base}
     results: dict[str, dict] = {}
+    rules: dict[str, dict] = {}
     for name, cp in built.items():
         cemb = class_embeddings(model, cp.texts, cp.weights)
-        s_val, s_test = scores(emb_val, cemb), scores(emb_test, cemb)
-        r = evaluate_scores(bench.class_names, s_val, y_val, s_test, y_test, n_bootstrap=n_bootstrap, seed=seed)
-        r["_scores_test"] = s_test
-        r["prompt_source"] = cp.source
-        results[name] = r
+        for rule in dict.fromkeys([score_rule, *SCORE_RULES]) if name == scheme else [score_rule]:
+            score = rule_scorer(model, bench, rule, name, **kb)
+            s_val, s_test = score(emb_val, cemb), score(emb_test, cemb)
+            r = evaluate_scores(bench.class_names, s_val, y_val, s_test, y_test,
+                                n_bootstrap=n_bootstrap if rule == score_rule else 0, seed=seed)
+            r["_scores_test"] = s_test
+            r["prompt_source"] = cp.source
+            if rule == score_rule:
+                results[name] = r
+            if name == scheme:
+                rules[rule] = {k: r[k] for k in ("macro_auc", "f1_macro", "per_class_auc")}
     result = dict(results[scheme])
     result["prompt_scheme"] = built[scheme].scheme
+    result["score_rule"] = score_rule
+    result["score_rules"] = rules
     result["prompts"] = built[scheme].to_dict()["prompts"]
     result["schemes"] = {
         name: {k: r[k] for k in ("macro_auc", "ci95", "f1_macro", "per_class_auc", "skipped_classes", "prompt_source")}

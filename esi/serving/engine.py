@@ -21,7 +21,7 @@ from esi.data.preprocess import PreprocessConfig
 from esi.errors import RequestError, ServingError
 from esi.registry.pyfunc import sha256_file as file_digest  # one file hash for registry and serving
 from esi.serving.inputs import RequestLimits, check_ecg, check_top_k, preprocess_batch
-from esi.serving.labels import LabelSet, default_labels
+from esi.serving.labels import LabelSet, default_labels, plain_labels, scoring_labels
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +121,9 @@ class Engine:
         if self.info["version"] is None and self.info["digest"]:  # a bare checkpoint: named by its digest
             self.info["version"] = f"ckpt-{str(self.info['digest'])[:12]}"
         self.default_labels = default_labels()
+        from esi.settings import get_settings
+
+        self.score_rule = str(get_settings().serve_score_rule)
         self.label_cache_size = max(1, int(label_cache_size))
         self._label_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()  # the service reads the cache from request threads
@@ -215,23 +218,29 @@ class Engine:
 
     def warm_up(self) -> None:
         """Compute the default label embeddings once (service start)."""
-        self.label_embeddings(self.default_labels)
+        self.label_embeddings(self.scoring_labels(self.default_labels))
 
     # ------------------------------------------------------------------------------------------- zero-shot
+    def scoring_labels(self, labels: LabelSet) -> LabelSet:
+        """The label set whose embeddings score ``labels`` under the engine's score rule."""
+        return scoring_labels(labels, self.score_rule)
+
     def scores(self, embeddings: np.ndarray, labels: LabelSet | None = None) -> np.ndarray:
-        """(n, C) cosine similarities of ECG embeddings with the label embeddings."""
-        return cosine_scores(embeddings, self.label_embeddings(labels or self.default_labels))
+        """(n, C) zero-shot scores of ECG embeddings under the engine's score rule."""
+        labels = labels or self.default_labels
+        return rule_scores(embeddings, self.label_embeddings(self.scoring_labels(labels)), labels, self.score_rule)
 
     def zero_shot(self, embeddings: np.ndarray, labels: LabelSet | None = None, top_k: int = 5, *,
                   label_embeddings: np.ndarray | None = None) -> list[dict]:
         """Per ECG: ``scores`` {label id: score}, and ``top`` [{id, name, score}] of the top_k labels.
 
-        ``label_embeddings``: those of ``labels`` when the caller computed them already (no model call here).
+        ``label_embeddings``: those of ``scoring_labels(labels)`` when the caller computed them already (no model
+        call here).
         """
         labels = labels or self.default_labels
         k = check_top_k(top_k, len(labels))
-        lab = self.label_embeddings(labels) if label_embeddings is None else label_embeddings
-        return [format_scores(row, labels, k) for row in cosine_scores(embeddings, lab)]
+        lab = self.label_embeddings(self.scoring_labels(labels)) if label_embeddings is None else label_embeddings
+        return [format_scores(row, labels, k) for row in rule_scores(embeddings, lab, labels, self.score_rule)]
 
 
 def mean_prompt_embeddings(labels: LabelSet, embed_text: Any) -> np.ndarray:
@@ -251,6 +260,24 @@ def cosine_scores(embeddings: np.ndarray, label_embeddings: np.ndarray) -> np.nd
     e = np.asarray(embeddings, np.float32)
     e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
     return e @ np.asarray(label_embeddings, np.float32).T
+
+
+def rule_scores(embeddings: np.ndarray, label_embeddings: np.ndarray, labels: LabelSet, rule: str) -> np.ndarray:
+    """(n, C) scores of ``labels`` under ``rule`` from the embeddings of ``scoring_labels(labels, rule)``.
+
+    ``contrast``: cosine with the label minus cosine with the reference (the last row), except for the reference
+    conditions themselves (plain cosine), as the evaluation scores zero-shot (:mod:`esi.evaluation.zeroshot`).
+    """
+    s = cosine_scores(embeddings, label_embeddings)
+    if rule == "cosine":
+        return s
+    if s.shape[1] != len(labels) + 1:
+        raise ServingError(f"contrast scores need {len(labels) + 1} label embeddings (the labels and the reference), "
+                           f"got {s.shape[1]}")
+    out = s[:, :-1] - s[:, -1:]
+    plain = np.asarray(plain_labels(labels), bool)
+    out[:, plain] = s[:, :-1][:, plain]
+    return out
 
 
 def top_indices(row: np.ndarray, k: int) -> np.ndarray:

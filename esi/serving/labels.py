@@ -94,6 +94,35 @@ def resolve_condition(text: str, vocab: Vocabulary | None = None, *, field: str 
                        "Free text goes in 'prompts'")
 
 
+REFERENCE_ID = "reference"
+
+
+@functools.lru_cache(maxsize=1)
+def reference_label() -> Label:
+    """The reference of the ``contrast`` score rule: a normal ECG in sinus rhythm, in the prompt words the
+    evaluation's ``names`` scheme uses (:func:`esi.evaluation.prompts.reference_prompts`)."""
+    from esi.evaluation.prompts import reference_prompts
+
+    return Label(REFERENCE_ID, "normal ECG in sinus rhythm (score reference)", tuple(reference_prompts("names")))
+
+
+def scoring_labels(labels: LabelSet, rule: str) -> LabelSet:
+    """The labels whose text embeddings score ``labels`` under ``rule``: the labels, plus the reference last
+    under ``contrast``."""
+    if rule == "cosine":
+        return labels
+    if rule != "contrast":
+        raise ConfigError(f"unknown zero-shot score rule {rule!r}; use contrast or cosine (ESI_SERVE_SCORE_RULE)")
+    return LabelSet((*labels.labels, reference_label()), kind=labels.kind)
+
+
+def plain_labels(labels: LabelSet) -> list[bool]:
+    """Labels scored by plain cosine under ``contrast``: the reference conditions themselves."""
+    from esi.evaluation.prompts import REFERENCE_CONDITIONS
+
+    return [lab.label_id in REFERENCE_CONDITIONS for lab in labels.labels]
+
+
 def default_labels(vocab: Vocabulary | None = None) -> LabelSet:
     """Every condition of the vocabulary, in vocabulary order."""
     vocab = vocab or load_vocabulary()

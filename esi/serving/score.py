@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from esi.errors import ConfigError
-from esi.serving.engine import cosine_scores, mean_prompt_embeddings, top_indices
+from esi.serving.engine import mean_prompt_embeddings, rule_scores, top_indices
 from esi.serving.labels import LabelSet
 from esi.serving.malloc import fix_mmap_threshold
 
@@ -204,12 +204,16 @@ def _score(input: str | Path, out: Path, *, model: str, source: str | None, shar
     inp = open_input(input, source)
     scorer = _scorer(model, batch_size)
     check_store_matches(inp, scorer.preprocess)
-    label_emb = scorer.label_embeddings(labels)
+    from esi.serving.labels import scoring_labels
+    from esi.settings import get_settings
+
+    rule = str(get_settings().serve_score_rule)
+    label_emb = scorer.label_embeddings(scoring_labels(labels, rule))
     k_top = min(top_k, len(labels))
     n_parts = max(1, -(-len(inp.items) // part_size))
     plan = {**inp.describe(), "part_size": part_size, "model_digest": scorer.info.get("digest"),
             "model_version": str(scorer.info.get("version")), "labels": labels.digest(), "top_k": k_top,
-            "preprocess": scorer.preprocess.to_dict()}
+            "score_rule": rule, "preprocess": scorer.preprocess.to_dict()}
     _check_plan(out, plan)
     i, n = shard
     mine = [k for k in range(n_parts) if k % n == i - 1]
@@ -231,7 +235,7 @@ def _score(input: str | Path, out: Path, *, model: str, source: str | None, shar
                 rejects += bad
                 if good:
                     emb = scorer.embed_windows(windows)
-                    rows.append((good, emb, cosine_scores(emb, label_emb)))
+                    rows.append((good, emb, rule_scores(emb, label_emb, labels, rule)))
                 bar.update(len(good) + len(bad))
                 summary.records_this_run += len(good)
             _write_part(out, k, rows, rejects, labels, k_top, meta)

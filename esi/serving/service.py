@@ -110,11 +110,13 @@ class EsiService:
         return await self._batched(prepare)
 
     async def _scores(self, emb: np.ndarray, label_set: Any, top_k: int) -> dict[str, Any]:
-        lab = self.engine.cached_label_embeddings(label_set)
+        scoring = self.engine.scoring_labels(label_set)
+        lab = self.engine.cached_label_embeddings(scoring)
         if lab is None:  # a new label set: a text forward, on the model thread
-            lab = await self.batcher.run(self.engine.label_embeddings, label_set)
+            lab = await self.batcher.run(self.engine.label_embeddings, scoring)
         results = await self._in_thread(self.engine.zero_shot, emb, label_set, top_k, label_embeddings=lab)
-        return {"results": results, "labels": label_set.to_dict(), "model": self._model()}
+        return {"results": results, "labels": label_set.to_dict(), "score_rule": self.engine.score_rule,
+                "model": self._model()}
 
     def _embeddings(self, emb: np.ndarray) -> dict[str, Any]:
         return {"embeddings": emb.tolist(), "dim": int(emb.shape[1]), "model": self._model()}
@@ -211,7 +213,8 @@ class EsiService:
         e = self.engine
         batching = {"max_batch_size": self.batcher.max_batch_size,
                     "max_latency_ms": self.batcher.max_latency_s * 1000, **self.batcher.stats.to_dict()}
-        return {**e.info, "labels": e.default_labels.to_dict(), "preprocess": e.preprocess.to_dict(),
+        return {**e.info, "labels": e.default_labels.to_dict(), "score_rule": e.score_rule,
+                "preprocess": e.preprocess.to_dict(),
                 "device": str(e.device), "torch_threads": _torch_threads(), "limits": dataclasses.asdict(e.limits),
                 "embed_dim": e.model.config.embed_dim, "batching": batching, "label_cache": e.label_cache_info()}
 

@@ -95,3 +95,21 @@ def test_v3_redraws_mains_hum_per_session_and_keeps_v2_noise_fixed() -> None:
     assert np.std(np.log(levels[:, 0])) == pytest.approx(0.6, rel=0.1)  # baseline level varies per record
     v2_subject = make_subject(_seed(7, 0, 0), realism="v2")
     assert _session_levels(v2_subject, rng) == (v2_subject.baseline_mv, v2_subject.emg_mv, v2_subject.powerline_mv)
+
+
+def test_v2e_enriches_the_headline_conditions_and_leaves_the_rest_and_v2_alone() -> None:
+    """v2e (the enrichment ablation) multiplies the odds of AF, the bundle branch blocks and 1AVB by 3 with the same
+    random draws: every other chronic condition of every subject stays as v2 drew it."""
+    from esi.data.synthetic.writer import _plan
+
+    _, t2, c2 = _plan(0, 120, 5, "v2")
+    _, te, ce = _plan(0, 120, 5, "v2e")
+    for code in ("AFIB", "CRBBB", "CLBBB", "1AVB"):
+        assert ce[code] >= 2 * c2[code], (code, c2[code], ce[code])
+    assert ce["LVH"] == c2["LVH"] and ce["LVOLT"] == c2["LVOLT"]
+    for a, b in zip(t2[::5], te[::5], strict=True):
+        assert (a["subject"].age, a["subject"].sex, a["subject"].qrs_amp_mv) == (
+            b["subject"].age, b["subject"].sex, b["subject"].qrs_amp_mv)
+        assert set(a["subject"].chronic) - {"CRBBB", "CLBBB", "1AVB", "LAFB"} == set(b["subject"].chronic) - {
+            "CRBBB", "CLBBB", "1AVB", "LAFB"}
+    assert REALISM["v2"]["enrich"] == 1.0 and REALISM["v2e"] == {**REALISM["v2"], "enrich": 3.0}

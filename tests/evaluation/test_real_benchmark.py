@@ -162,6 +162,12 @@ def test_evaluate_real_writes_the_report_and_checks_contamination(real_store: Pa
     b = r.metrics["benchmark"]
     assert "per class" in b["fold_rule"] and "fold_sizes" not in b and m["linear_probe"]["cv_repeats"] == 3
     assert "stratified per class, 3 fixed fold deals" in (tmp_path / "eval" / "report.md").read_text()
+    # zero-shot: the headline is the contrast rule (against a normal sinus-rhythm caption); cosine is reported too
+    zs = m["zero_shot"]
+    assert zs["score_rule"] == "contrast" and set(zs["score_rules"]) == {"contrast", "cosine"}
+    assert zs["score_rules"]["contrast"]["macro_auc"] == zs["macro_auc"] != zs["score_rules"]["cosine"]["macro_auc"]
+    assert zs["reference_prompts"][0].startswith("ECG shows sinus rhythm and normal ECG.")
+    assert "Zero-shot under each score rule" in (tmp_path / "eval" / "report.md").read_text()
 
 
 def test_evaluating_on_records_the_model_was_pretrained_on_is_refused(real_store: Path, tmp_path: Path) -> None:

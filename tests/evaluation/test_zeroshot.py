@@ -61,3 +61,56 @@ def test_corpus_sentences_found_for_project_ids() -> None:
 
     missing = [cid for cid in load_vocabulary().ids() if not corpus_sentences(cid).get("Diagnostic criteria")]
     assert missing == []
+
+
+def test_contrast_scores_subtract_the_reference_except_plain_classes() -> None:
+    """contrast = cos(class) - cos(reference); a class holding the reference condition keeps its cosine."""
+    e = np.array([[3.0, 0.0, 0.0], [0.0, 2.0, 2.0]])
+    c = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    ref = np.array([0.0, 0.0, 1.0])
+    cos = zs.scores(e, c)
+    out = zs.scores(e, c, ref, plain=[False, True])
+    assert np.allclose(out[:, 0], cos[:, 0] - np.array([0.0, np.sqrt(0.5)]))
+    assert np.allclose(out[:, 1], cos[:, 1])  # the plain class
+    # A per-record offset shared by every class (a recording close to every caption) cancels: only the
+    # contrast rule ranks these two records by their distance to the class relative to the reference.
+    assert out[1, 0] < out[0, 0] and not np.allclose(out, cos)
+
+
+def test_rule_scorer_builds_the_normal_caption_reference(labelled_store: Path) -> None:
+    """The contrast rule's reference is the caption of a normal sinus-rhythm record; NORM is a plain class."""
+    from esi.evaluation.prompts import REFERENCE_CONDITIONS, CaptionTexts, CorpusPassages, reference_classes
+
+    b = load_benchmark("ptbxl", labelled_store, "superdiagnostic")
+    plain = reference_classes(b)
+    assert [c for c, p in zip(b.class_names, plain, strict=True) if p] == ["NORM"]
+
+    class Text:  # a text tower: a fixed random embedding per text
+        def eval(self):
+            return self
+
+        def parameters(self):
+            return iter(())
+
+        def tokenize(self, texts):
+            import torch
+
+            ids = torch.tensor([[abs(hash(t)) % 997] for t in texts])
+            return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+        def encode_text(self, ids, mask):
+            import torch
+
+            return torch.stack([torch.randn(8, generator=torch.Generator().manual_seed(int(i))) for i in ids[:, 0]])
+
+    rule = zs.rule_scorer(Text(), b, "contrast", "caption")
+    expected = CaptionTexts(CorpusPassages()).text(dict(REFERENCE_CONDITIONS))
+    assert rule.reference_texts == [expected] and expected.startswith("ECG shows sinus rhythm and normal ECG")
+    assert rule.plain == plain and rule.reference.shape == (8,)
+    assert zs.rule_scorer(Text(), b, "cosine", "caption").reference is None
+    import pytest
+
+    from esi.errors import EvaluationError
+
+    with pytest.raises(EvaluationError, match="score rule"):
+        zs.rule_scorer(Text(), b, "softmax", "caption")

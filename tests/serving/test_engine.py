@@ -101,7 +101,28 @@ def test_label_cache_stays_bounded_under_free_text_prompts(tiny_checkpoint: Path
     engine.label_embeddings(sets[0])  # evicted long ago: recomputed, and the least recent goes
     assert engine.label_cache_info()["entries"] == 3
     emb = engine.embed(ecg_batch(1), 500)
+    latest = engine.label_embeddings(engine.scoring_labels(sets[-1]))  # the prompt's row, then the reference's
     given = engine.zero_shot(emb, sets[0], top_k=1, label_embeddings=latest)[0]["scores"]["prompt_0"]
     own = engine.zero_shot(emb, sets[0], top_k=1)[0]["scores"]["prompt_0"]
-    assert given == pytest.approx(float(emb[0] @ latest[0]), abs=1e-5)  # the embeddings given, not recomputed
+    # the embeddings given, not recomputed, under the contrast rule: cosine with the prompt minus the reference's
+    assert given == pytest.approx(float(emb[0] @ latest[0] - emb[0] @ latest[1]), abs=1e-5)
     assert abs(given - own) > 1e-4
+
+
+def test_contrast_rule_subtracts_the_normal_ecg_reference_and_cosine_is_plain(engine, monkeypatch) -> None:
+    """Served scores are the evaluation's contrast rule: cosine with the label minus cosine with the normal
+    sinus-rhythm reference; the reference conditions (normal ECG, sinus rhythm) keep the plain cosine."""
+    from esi.serving.labels import reference_label
+
+    labels = resolve_labels(["AF", "sinus rhythm"])
+    emb = engine.embed(ecg_batch(2), fs=500)
+    plain = engine.label_embeddings(labels)
+    ref = engine.label_embeddings(resolve_labels(None, list(reference_label().prompts)))
+    ref = ref.mean(0) / np.linalg.norm(ref.mean(0))  # the reference label: its prompts' mean, re-normalised
+    e = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    got = engine.scores(emb, labels)
+    assert engine.score_rule == "contrast"
+    np.testing.assert_allclose(got[:, 0], e @ plain[0] - e @ ref, atol=1e-5)
+    np.testing.assert_allclose(got[:, 1], e @ plain[1], atol=1e-5)  # sinus rhythm is the reference itself
+    monkeypatch.setattr(engine, "score_rule", "cosine")
+    np.testing.assert_allclose(engine.scores(emb, labels), e @ plain.T, atol=1e-5)

@@ -22,14 +22,15 @@ DEFAULT_REALISM = "v2"
 _V2 = {"qrs_amp": 0.65, "qrs_s": 0.084, "pr_s": 0.160, "qtc_s": 0.415, "t_amp": 0.72, "t_tilt_deg": 30.0,
        "powerline": 0.6, "powerline_share": 0.2, "share_50hz": 0.6, "p_precordial": 0.45, "p_tilt_ra": 35.0,
        "p_tilt_la": 0.0, "v1_gain": 0.85, "j_point_mv": 0.027, "pr_1avb_scale": 0.95, "lbbb_st": 0.06,
-       "mi_st": 0.8, "session_electrodes": 0.0, "session_noise": 0.0}
+       "mi_st": 0.8, "session_electrodes": 0.0, "session_noise": 0.0, "enrich": 1.0}
 REALISM: dict[str, dict[str, float]] = {
     "v1": {"qrs_amp": 1.0, "qrs_s": 0.092, "pr_s": 0.148, "qtc_s": 0.400, "t_amp": 1.0, "t_tilt_deg": 18.0,
            "powerline": 1.0, "powerline_share": 0.5, "share_50hz": 1.0, "p_precordial": 1.0, "p_tilt_ra": 30.0,
            "p_tilt_la": -30.0, "v1_gain": 1.0, "j_point_mv": 0.0, "pr_1avb_scale": 1.0, "lbbb_st": 0.12, "mi_st": 1.0,
-           "session_electrodes": 0.0, "session_noise": 0.0},
+           "session_electrodes": 0.0, "session_noise": 0.0, "enrich": 1.0},
     "v2": _V2,
     "v3": {**_V2, "session_electrodes": 0.7, "session_noise": 1.0},
+    "v2e": {**_V2, "enrich": 3.0},
 }
 
 # Population spreads shared by the subject draw and the per-session redraw (log-normal sd where "log").
@@ -123,16 +124,19 @@ def _draw_traits(rng: np.random.Generator) -> dict[str, float]:
     }
 
 
-def _draw_chronic(rng: np.random.Generator, f_age: float, female: bool) -> tuple[list[str], np.ndarray]:
+def _draw_chronic(rng: np.random.Generator, f_age: float, female: bool, enrich: float = 1.0
+                  ) -> tuple[list[str], np.ndarray]:
     """Chronic conditions: independent draws whose odds grow with age; exclusive ones resolved in order.
-    Returns them with the uniform draws, whose last two also decide the AF and flutter propensities."""
+    ``enrich`` multiplies the odds of the headline conditions (bundle branch blocks, 1AVB; AF in
+    :func:`_draw_propensity`). Returns them with the uniform draws, whose last two also decide the AF and
+    flutter propensities."""
     chronic: list[str] = []
     u = rng.random(8)
     if u[0] < 0.04 + 0.16 * f_age * (1.2 if not female else 0.8):
         chronic.append("LVH")
-    if u[1] < 0.015 + 0.06 * f_age:
+    if u[1] < (0.015 + 0.06 * f_age) * enrich:
         chronic.append("CRBBB")
-    elif u[1] < 0.025 + 0.11 * f_age:
+    elif u[1] < (0.025 + 0.11 * f_age) * enrich:
         chronic.append("CLBBB")
     if u[2] < 0.015 + 0.07 * f_age and "CLBBB" not in chronic:
         chronic.append("LAFB")
@@ -140,7 +144,7 @@ def _draw_chronic(rng: np.random.Generator, f_age: float, female: bool) -> tuple
         chronic.append(str(rng.choice(_MI_CODES, p=[0.55, 0.3, 0.15])))
     else:
         rng.random()  # keep the stream aligned whether or not a territory was drawn
-    if u[4] < 0.015 + 0.07 * f_age:
+    if u[4] < (0.015 + 0.07 * f_age) * enrich:
         chronic.append("1AVB")
     if u[5] < 0.04 and "LVH" not in chronic:
         chronic.append("LVOLT")
@@ -148,9 +152,9 @@ def _draw_chronic(rng: np.random.Generator, f_age: float, female: bool) -> tuple
 
 
 def _draw_propensity(rng: np.random.Generator, chronic: list[str], u: np.ndarray,
-                     f_age: float) -> dict[str, float]:
+                     f_age: float, enrich: float = 1.0) -> dict[str, float]:
     """Per-record probabilities of the transient findings."""
-    af_prone = u[6] < 0.01 + 0.14 * f_age
+    af_prone = u[6] < (0.01 + 0.14 * f_age) * enrich
     ischaemic = any(c in chronic for c in _MI_CODES)
     return {
         "AFIB": float(rng.uniform(0.35, 1.0)) if af_prone else 0.0,
@@ -186,8 +190,8 @@ def make_subject(rng: np.random.Generator, subject_id: int = 0, realism: str = D
     t_amp = (float(np.clip(rng.normal(0.36 if not female else 0.30, 0.08), 0.14, 0.65)) * (1.1 - 0.2 * f_age)
              * cal["t_amp"])
     traits = _draw_traits(rng)
-    chronic, u = _draw_chronic(rng, f_age, female)
-    propensity = _draw_propensity(rng, chronic, u, f_age)
+    chronic, u = _draw_chronic(rng, f_age, female, cal["enrich"])
+    propensity = _draw_propensity(rng, chronic, u, f_age, cal["enrich"])
     return Subject(
         subject_id=int(subject_id), age=age, sex=sex,
         hr_bpm=float(np.clip(rng.normal(72 + (3 if female else 0), 8), 62, 95)),
