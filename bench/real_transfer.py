@@ -12,10 +12,10 @@ benchmark's pretraining part mixed in), mix+augment, none (no augmentation at al
 v2+augment, v2+mix+augment (the generator calibrated to real recordings, `realism="v2"`), v2+subjects (300
 subjects x 2 records instead of 120 x 5), v2+200x5 (1000 records), v3 (v2 with session variation: electrode
 placement and noise levels redrawn per record), v2e (headline conditions 3x as common), v2+seed1 (another
-pretraining seed), v2+lr2x (lr 1e-3), v2+cap0.25 (caption loss weight 0.25); NAME@E trains E epochs instead of
-`--epochs`. Zero-shot figures use the default contrast score rule; `bench/zero_shot_rules.py` compares the rules
-on the same checkpoints. Each pretraining takes minutes on
-2 cores; results are cached per variant folder (delete it to re-run).
+pretraining seed; v2+seed2 a third), v2+lr2x (lr 1e-3), v2+cap0.25 (caption loss weight 0.25); NAME@E trains
+E epochs instead of `--epochs`. Zero-shot figures use the default contrast score rule; `bench/zero_shot_rules.py`
+compares the rules on the same checkpoints. Each pretraining takes minutes on 2 cores; results are cached per
+variant folder (delete it to re-run).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ VARIANTS = {  # realism: the synthetic generator's calibration profile (v1: the 
     "v3": {"augment": {}, "mix": False, "realism": "v3"},
     "v2e": {"augment": {}, "mix": False, "realism": "v2e"},
     "v2+seed1": {"augment": {}, "mix": False, "realism": "v2", "seed": 1},
+    "v2+seed2": {"augment": {}, "mix": False, "realism": "v2", "seed": 2},
     "v2+lr2x": {"augment": {}, "mix": False, "realism": "v2", "lr": 1e-3},
     "v2+200x5": {"augment": {}, "mix": False, "realism": "v2", "subjects": (200, 5)},
     "v2+cap0.25": {"augment": {}, "mix": False, "realism": "v2", "lambda_cap": 0.25},
