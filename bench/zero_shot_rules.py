@@ -22,7 +22,7 @@ import numpy as np
 from esi.data.real_split import HEADLINE, REAL_ROOT
 
 
-def _parts(store_path: Path) -> dict:
+def _parts(store_path: Path) -> tuple:
     from esi.data.store import EcgStore
     from esi.evaluation.real import real_benchmark
 
@@ -55,13 +55,10 @@ def main() -> None:
     ap.add_argument("--schemes", default="caption", help="prompt schemes: caption, names or both (comma-separated)")
     ap.add_argument("--kb", type=Path, default=None, help="knowledge base of the caption prompts (default: corpus)")
     args = ap.parse_args()
-    import torch
-
     from esi.evaluation.embed import EmbeddingCache
     from esi.evaluation.provenance import pretraining_provenance
     from esi.models.checkpoint import load_model
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     store, benches = _parts(args.store)
     ids = store.manifest["record_id"].astype(str).to_numpy()
     for part, b in benches.items():

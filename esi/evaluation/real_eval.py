@@ -167,8 +167,10 @@ def evaluate_real(
     from esi.evaluation.provenance import check_contamination, pretraining_provenance
     from esi.evaluation.real import real_benchmark
     from esi.evaluation.run import EvaluationResult, _public, random_init_like, resolve_model, resolve_store
+    from esi.evaluation.zeroshot import check_score_rule
     from esi.settings import get_settings
 
+    check_score_rule(score_rule)  # before the store and the embeddings, not after them
     t0 = time.perf_counter()
     store = resolve_store("real", root_or_store or REAL_ROOT, progress=progress)
     bench = real_benchmark(store)

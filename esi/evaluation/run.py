@@ -277,6 +277,9 @@ def evaluate(
     (:mod:`esi.evaluation.provenance`), unless ``allow_contaminated``, which the report then prints.
     ``scratch_lrs``: the from-scratch baseline's learning rates, one chosen on validation.
     """
+    from esi.evaluation.zeroshot import check_score_rule
+
+    check_score_rule(score_rule)
     from esi.evaluation.benchmarks import load_benchmark
     from esi.evaluation.embed import EmbeddingCache, model_digest
     from esi.evaluation.finetune import FinetuneConfig, finetune

@@ -191,12 +191,18 @@ class ScoreRule:
         return scores(ecg_embeddings, class_emb, self.reference, self.plain)
 
 
+def check_score_rule(rule: str) -> str:
+    """``rule`` if it is a score rule, else EvaluationError (called before any embedding work)."""
+    if rule not in SCORE_RULES:
+        raise EvaluationError(f"unknown zero-shot score rule {rule!r}; choose one of {', '.join(SCORE_RULES)} "
+                              "(--score-rule)")
+    return rule
+
+
 def rule_scorer(model: Any, bench: Benchmark, rule: str, scheme: str, *, kb_dir: str | Path | None = None,
                 knowledge_base: Any | None = None) -> ScoreRule:
     """Score ``rule`` for ``bench`` with the reference in the words of prompt ``scheme``."""
-    if rule not in SCORE_RULES:
-        raise EvaluationError(f"unknown zero-shot score rule {rule!r}; choose one of {', '.join(SCORE_RULES)}")
-    if rule == "cosine":
+    if check_score_rule(rule) == "cosine":
         return ScoreRule("cosine")
     from esi.evaluation.prompts import reference_classes, reference_prompts
 

@@ -268,16 +268,15 @@ def rule_scores(embeddings: np.ndarray, label_embeddings: np.ndarray, labels: La
     ``contrast``: cosine with the label minus cosine with the reference (the last row), except for the reference
     conditions themselves (plain cosine), as the evaluation scores zero-shot (:mod:`esi.evaluation.zeroshot`).
     """
-    s = cosine_scores(embeddings, label_embeddings)
     if rule == "cosine":
-        return s
-    if s.shape[1] != len(labels) + 1:
+        return cosine_scores(embeddings, label_embeddings)
+    lab = np.asarray(label_embeddings, np.float32)
+    if lab.shape[0] != len(labels) + 1:
         raise ServingError(f"contrast scores need {len(labels) + 1} label embeddings (the labels and the reference), "
-                           f"got {s.shape[1]}")
-    out = s[:, :-1] - s[:, -1:]
-    plain = np.asarray(plain_labels(labels), bool)
-    out[:, plain] = s[:, :-1][:, plain]
-    return out
+                           f"got {lab.shape[0]}")
+    from esi.evaluation.zeroshot import scores
+
+    return scores(np.asarray(embeddings, np.float32), lab[:-1], lab[-1], plain_labels(labels))
 
 
 def top_indices(row: np.ndarray, k: int) -> np.ndarray:

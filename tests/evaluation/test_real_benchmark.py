@@ -181,3 +181,15 @@ def test_evaluating_on_records_the_model_was_pretrained_on_is_refused(real_store
     with pytest.raises(ContaminationError):
         evaluate_real(model, real_store, tmp_path / "eval", modes=("zero-shot",), n_bootstrap=0, progress=False,
                       use_cache=False)
+
+
+def test_an_unknown_score_rule_is_refused_before_any_work(tmp_path: Path) -> None:
+    """The rule is checked first: a typo must not cost the embeddings (nor be reported as a store problem)."""
+    from esi.errors import EvaluationError
+    from esi.evaluation.real_eval import evaluate_real
+    from esi.evaluation.run import evaluate
+
+    with pytest.raises(EvaluationError, match="score rule 'softmax'.*--score-rule"):
+        evaluate_real("no-such-model.pt", tmp_path / "no-store", tmp_path / "eval", score_rule="softmax")
+    with pytest.raises(EvaluationError, match="score rule 'softmax'"):
+        evaluate("no-such-model.pt", "synthetic", tmp_path / "no-store", score_rule="softmax", out=tmp_path / "e")
