@@ -12,7 +12,8 @@ benchmark's pretraining part mixed in), mix+augment, none (no augmentation at al
 v2+augment, v2+mix+augment (the generator calibrated to real recordings, `realism="v2"`), v2+subjects (300
 subjects x 2 records instead of 120 x 5), v2+200x5 (1000 records), v3 (v2 with session variation: electrode
 placement and noise levels redrawn per record), v2e (headline conditions 3x as common), v2+seed1 (another
-pretraining seed; v2+seed2 a third), v2+lr2x (lr 1e-3), v2+cap0.25 (caption loss weight 0.25); NAME@E trains
+pretraining seed; v2+seed2 a third), v2+lr2x (lr 1e-3), v2+cap0.25 (caption loss weight 0.25), v2+frz3 (the ECG
+encoder's first 3 stages kept at their initial weights, make run's recipe; +seed1, +seed2), v2+frz2; NAME@E trains
 E epochs instead of `--epochs`. Zero-shot figures use the default contrast score rule; `bench/zero_shot_rules.py`
 compares the rules on the same checkpoints. Each pretraining takes minutes on 2 cores; results are cached per
 variant folder (delete it to re-run).
@@ -49,6 +50,11 @@ VARIANTS = {  # realism: the synthetic generator's calibration profile (v1: the 
     "v2+lr2x": {"augment": {}, "mix": False, "realism": "v2", "lr": 1e-3},
     "v2+200x5": {"augment": {}, "mix": False, "realism": "v2", "subjects": (200, 5)},
     "v2+cap0.25": {"augment": {}, "mix": False, "realism": "v2", "lambda_cap": 0.25},
+    # the ECG encoder's first 3 of 4 stages kept at their initial weights (make run's recipe since stop 13)
+    "v2+frz3": {"augment": {}, "mix": False, "realism": "v2", "freeze": 3},
+    "v2+frz3+seed1": {"augment": {}, "mix": False, "realism": "v2", "freeze": 3, "seed": 1},
+    "v2+frz3+seed2": {"augment": {}, "mix": False, "realism": "v2", "freeze": 3, "seed": 2},
+    "v2+frz2": {"augment": {}, "mix": False, "realism": "v2", "freeze": 2},
 }
 
 
@@ -109,6 +115,7 @@ def _pretrain(run: Path, out: Path, variant: str, real: tuple[Path, Path], epoch
                          out=str(folder), epochs=epochs, batch_size=16, warmup_epochs=min(1, epochs),
                          decay_every=max(1, epochs), lr=spec.get("lr", 5e-4), seed=spec.get("seed", 0),
                          lambda_cap=spec.get("lambda_cap", 1.0), resume=True, folds=list(range(1, 9)),
+                         freeze_ecg_stages=spec.get("freeze", 0),
                          augment=augment, mlflow=False,
                          mix=[{"store": str(real[0]), "captions": str(real[1])}] if spec["mix"] else [])
     t0 = time.perf_counter()

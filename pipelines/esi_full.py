@@ -51,6 +51,7 @@ def esi_full(
     epochs: int = 3,
     batch_size: int = 16,
     lr: float = 5e-4,
+    freeze_ecg_stages: int = 3,
     launcher: str = "in-process",
     nproc_per_node: int = 4,
     nodes: int = 1,
@@ -94,7 +95,8 @@ def esi_full(
                                       captions=captions.outputs["captions"], real_store=real.outputs["store"],
                                       real_captions=real_captions.outputs["captions"], mix_real=mix_real,
                                       model_config=model_config, epochs=epochs,
-                                      batch_size=batch_size, lr=lr, seed=seed, launcher=launcher,
+                                      batch_size=batch_size, lr=lr, seed=seed,
+                                      freeze_ecg_stages=freeze_ecg_stages, launcher=launcher,
                                       nproc_per_node=nproc_per_node, nodes=nodes, namespace=job_namespace,
                                       image=training_image, timeout_s=job_timeout_s, cleanup=job_cleanup,
                                       mlflow_tracking_uri=mlflow_tracking_uri), cpu="2", memory="8Gi")

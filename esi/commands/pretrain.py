@@ -119,6 +119,8 @@ def pretrain_cmd(
         grad_clip: float = typer.Option(None, help="max gradient norm, 0 = off [1.0]"),
         lambda_con: float = typer.Option(None, help="contrastive loss weight [1.0]"),
         lambda_cap: float = typer.Option(None, help="captioning loss weight [1.0]"),
+        freeze_ecg_stages: int = typer.Option(None, min=0, help="keep the ECG encoder's first N stages at their "
+                                              "initial weights [0; make run: 3]"),
         shuffle_pairs: float = typer.Option(None, help="fraction of ECG-text pairs to misalign [0]"),
         length_buckets: int = typer.Option(None, min=0, help="group batches by caption length over windows of "
                                            "N batches: less padding, other batch mixes; 0 = random [0]"),
@@ -151,6 +153,7 @@ def pretrain_cmd(
         "grad_accum": grad_accum,
         "lr": lr, "weight_decay": weight_decay, "warmup_epochs": warmup_epochs, "decay_every": decay_every,
         "decay_factor": decay_factor, "lambda_con": lambda_con, "lambda_cap": lambda_cap,
+        "freeze_ecg_stages": freeze_ecg_stages,
         "shuffle_pairs": shuffle_pairs, "length_buckets": length_buckets, "folds": _parse_folds(folds),
         "limit": limit, "max_steps": max_steps,
         "checkpoint_every_steps": checkpoint_every, "num_workers": workers, "seed": seed,

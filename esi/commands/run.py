@@ -15,6 +15,8 @@ def run(out: Path = typer.Option(Path(".esi/run"), help="folder for every output
         records_per_subject: int = typer.Option(5, min=2, help="records per synthetic subject"),
         epochs: int = typer.Option(3, min=1, help="pretraining epochs"),
         model: str = typer.Option("esi_cpu", help="model config to pretrain"),
+        freeze_ecg_stages: int = typer.Option(3, min=0, help="ECG encoder stages kept at their initial weights "
+                                              "during pretraining (0: train all)"),
         stages: str = typer.Option(None, help="comma list of stages, or 'STAGE-' for STAGE onwards "
                                    "(synth,prepare,validate,kb,caption,pretrain,evaluate,register,promote,"
                                    "bento,score)"),
@@ -40,7 +42,8 @@ def run(out: Path = typer.Option(Path(".esi/run"), help="folder for every output
     from esi.pipeline.local import RunConfig, parse_stages, run_local
 
     cfg = RunConfig(out=out, subjects=subjects, records_per_subject=records_per_subject, epochs=epochs,
-                    model=model, stages=parse_stages(stages), seed=seed, workers=workers, gate=gate,
+                    model=model, freeze_ecg_stages=freeze_ecg_stages, stages=parse_stages(stages), seed=seed,
+                    workers=workers, gate=gate,
                     model_name=model_name, gates=tuple(require) if require else None, score_input=score_input,
                     real_benchmark=real, mix_real=mix_real)
 

@@ -33,10 +33,11 @@ _RANK0 = {"pytorchjob": ("training.kubeflow.org/job-name={name},training.kubeflo
 
 
 def pretrain_config(model: str, store: str | Path, captions: str | Path, out: str | Path, *, epochs: int,
-                    batch_size: int, lr: float = 5e-4, seed: int = 0,
+                    batch_size: int, lr: float = 5e-4, seed: int = 0, freeze_ecg_stages: int = 0,
                     mix: list[dict[str, str]] | None = None) -> Any:
     """The PretrainConfig of a pipeline run (the recipe of ``esi run``: folds 9-10 held out for evaluation).
 
+    FREEZE_ECG_STAGES: the encoder's first N stages keep their initial weights (make run's recipe: 3).
     MIX: more ``{"store", "captions"}`` pairs pretrained on with STORE (the real benchmark's captioned store;
     its evaluation part is never trained on). It is part of the config JSON every launcher, and so the cluster
     job, reads.
@@ -45,7 +46,7 @@ def pretrain_config(model: str, store: str | Path, captions: str | Path, out: st
 
     return PretrainConfig(model=model, store=str(store), captions=str(captions), out=str(out), epochs=epochs,
                           batch_size=batch_size, warmup_epochs=min(1, epochs), decay_every=max(1, epochs), lr=lr,
-                          seed=seed, resume=True, folds=list(range(1, 9)),
+                          seed=seed, resume=True, folds=list(range(1, 9)), freeze_ecg_stages=freeze_ecg_stages,
                           mix=[dict(m) for m in mix or []]).validate()
 
 

@@ -17,7 +17,8 @@ COMPILE_MODES = ("auto", "on", "off")  # torch.compile of the step (esi.train.co
 # Fields that must not change when a run is resumed: they fix the model, the data order or the schedule.
 RESUME_LOCKED = ("model", "model_overrides", "store", "captions", "batch_size", "grad_accum", "seed",
                  "shuffle_pairs", "warmup_epochs", "decay_every", "decay_factor", "lr", "weight_decay",
-                 "limit", "folds", "augment", "text_max_length", "missing_captions", "length_buckets", "mix")
+                 "limit", "folds", "augment", "text_max_length", "missing_captions", "length_buckets", "mix",
+                 "freeze_ecg_stages")
 
 
 @dataclass
@@ -98,6 +99,10 @@ class PretrainConfig:
     grad_clip: float | None = 1.0  # max global grad norm; None or 0 disables
     lambda_con: float = 1.0
     lambda_cap: float = 1.0
+    # The ECG encoder's first N stages, with their downsampling layers, keep their initial weights (0: all train).
+    # Short CPU pretraining on synthetic records (make run: 3 of esi_cpu's 4) keeps the early, generic filters it
+    # would otherwise bend towards the generator's signals; the paper's recipe trains everything.
+    freeze_ecg_stages: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     shuffle_pairs: float = 0.0  # fraction of ECG-text pairs misaligned on purpose (misalignment study)
     length_buckets: int = 0  # group batches by caption length over windows of this many batches (0: random)
@@ -153,6 +158,8 @@ class PretrainConfig:
         need(self.lambda_con >= 0, "lambda_con", ">= 0")
         need(self.lambda_cap >= 0, "lambda_cap", ">= 0")
         need(self.lambda_con + self.lambda_cap > 0, "lambda_con", "lambda_con + lambda_cap > 0")
+        need(isinstance(self.freeze_ecg_stages, int) and self.freeze_ecg_stages >= 0, "freeze_ecg_stages",
+             "an integer >= 0 (0: train every stage)")
         need(0 <= self.shuffle_pairs <= 1, "shuffle_pairs", "a fraction in [0, 1]")
         need(isinstance(self.length_buckets, int) and self.length_buckets >= 0, "length_buckets",
              "an integer >= 0 (0: random batches)")

@@ -1,10 +1,11 @@
-"""Ablation freezing: a zero loss weight leaves part of the model untrained; freeze it before DDP wraps it."""
+"""Freezing before DDP wraps the model: what an ablation never trains, and the encoder stages a recipe keeps."""
 
 from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING
 
+from esi.errors import ConfigError
 from esi.train.config import PretrainConfig
 
 if TYPE_CHECKING:
@@ -40,4 +41,27 @@ def freeze_unused(model: EsiModel, dataset: PretrainDataset, cfg: PretrainConfig
             p.requires_grad_(False)
     log.info("ablation (lambda_con=%s, lambda_cap=%s): %d unused parameter tensors frozen", cfg.lambda_con,
              cfg.lambda_cap, len(frozen))
+    return frozen
+
+
+def freeze_encoder_stages(model: EsiModel, n: int) -> list[str]:
+    """Keep the ECG encoder's first ``n`` stages and their downsampling layers at their current weights.
+
+    Needs a staged encoder (ConvNeXt: ``downsample`` and ``stages``); returns the frozen parameter names.
+    """
+    encoder = model.ecg_encoder
+    stages, downsample = getattr(encoder, "stages", None), getattr(encoder, "downsample", None)
+    if stages is None or downsample is None:
+        raise ConfigError(f"freeze_ecg_stages={n}: the {type(encoder).__name__} encoder has no stages to freeze; "
+                          "use a ConvNeXt model (esi_cpu, esi_base, ...) or freeze_ecg_stages=0")
+    if n > len(stages):
+        raise ConfigError(f"freeze_ecg_stages={n}: the encoder has {len(stages)} stages; expected 0-{len(stages)}")
+    frozen = []
+    for i in range(n):
+        for part, module in ((f"downsample.{i}", downsample[i]), (f"stages.{i}", stages[i])):
+            for name, p in module.named_parameters():
+                p.requires_grad_(False)
+                frozen.append(f"ecg_encoder.{part}.{name}")
+    log.info("ECG encoder stages 1-%d kept at their initial weights (%d tensors, %d parameters)", n, len(frozen),
+             sum(p.numel() for s in list(stages)[:n] + list(downsample)[:n] for p in s.parameters()))
     return frozen

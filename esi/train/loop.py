@@ -32,7 +32,7 @@ from esi.train.checkpointing import (
 )
 from esi.train.config import PretrainConfig
 from esi.train.distributed import DistInfo, barrier, broadcast_object, cleanup, gather_objects, init_distributed
-from esi.train.freeze import branches, freeze_unused
+from esi.train.freeze import branches, freeze_encoder_stages, freeze_unused
 from esi.train.state import TrainState
 from esi.train.step import Stepper, resolve_precision
 
@@ -299,6 +299,8 @@ class _Trainer:
         if info.is_main:
             cfg.replace(out=str(run_dir), resume=False).to_json(run_dir / "config.json")
         model = self._model(resumed)
+        if cfg.freeze_ecg_stages:  # before the optimizer and DDP see the parameters
+            freeze_encoder_stages(model, cfg.freeze_ecg_stages)
         n_params = sum(p.numel() for p in model.parameters())
         dataset, sampler, steps_per_epoch = self._data(model, run_dir)
         if cfg.lambda_con == 0 or cfg.lambda_cap == 0:

@@ -101,6 +101,7 @@ def test_real_benchmark_is_mixed_in_scored_and_registered(pipeline_run) -> None:
     run = base / "run"
     config = json.loads((run / "pretrain" / "launch-config.json").read_text())
     assert config["mix"] == [{"store": str(run / "real_store"), "captions": str(run / "real_captions.parquet")}]
+    assert config["freeze_ecg_stages"] == 3  # the pipeline's default recipe reached the training config
     real = json.loads((run / "evaluation_real" / "metrics.json").read_text())
     assert real["benchmark"]["benchmark"] == "real" and real["benchmark"]["n_records"] >= 150
     assert real["settings"]["n_bootstrap"] == 100  # the pipeline parameter reached the evaluation

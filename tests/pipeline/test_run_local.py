@@ -46,6 +46,7 @@ def test_every_stage_writes_its_outputs(finished_run: tuple[Path, object]) -> No
     assert record["notes"]["validate"]["passed"] is True
     assert record["notes"]["caption"]["records"] == 90
     assert (out / "pretrain" / "model.pt").is_file()
+    assert json.loads((out / "pretrain" / "config.json").read_text())["freeze_ecg_stages"] == 3  # make run's recipe
     assert any((out / "evaluation").rglob("*.json"))
     # The real-ECG benchmark: prepared, captioned, mixed into pretraining (its pretraining part only), evaluated.
     assert record["notes"]["prepare"]["real_records"] == 383

@@ -126,6 +126,40 @@ def test_ablation_freezes_the_unused_branch_bit_for_bit(data, tmp_path: Path) ->
     assert not torch.equal(trained["ecg_proj.weight"], initial["ecg_proj.weight"])  # the rest did train
 
 
+def test_frozen_encoder_stages_keep_their_initial_weights_bit_for_bit(data, tmp_path: Path) -> None:
+    from esi.models import create_model
+    from esi.models.checkpoint import load_model
+
+    r = pretrain(_config(*data, tmp_path / "run", epochs=1, freeze_ecg_stages=3), progress=False)
+    torch.manual_seed(0)  # the run's seed: its initial weights
+    initial = create_model("esi_test").state_dict()
+    trained = load_model(r.final_checkpoint).state_dict()
+    frozen = [k for k in initial if k.startswith(tuple(f"ecg_encoder.{p}.{i}." for p in ("downsample", "stages")
+                                                       for i in range(3)))]
+    assert len(frozen) > 10 and all(torch.equal(trained[k], initial[k]) for k in frozen)  # decay would move them
+    # The fourth stage, its downsampling and everything after the encoder still train.
+    for k in ("ecg_encoder.stages.3.0.pwconv1.weight", "ecg_encoder.downsample.3.1.weight", "ecg_proj.weight"):
+        assert not torch.equal(trained[k], initial[k]), k
+    assert json.loads((Path(r.run_dir) / "config.json").read_text())["freeze_ecg_stages"] == 3
+
+
+def test_freezing_more_stages_than_the_encoder_has_or_a_negative_count_is_refused(data, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="freeze_ecg_stages=5: the encoder has 4 stages; expected 0-4"):
+        pretrain(_config(*data, tmp_path / "run", epochs=1, freeze_ecg_stages=5), progress=False)
+    with pytest.raises(ConfigError, match="freeze_ecg_stages=-1"):
+        _config(*data, tmp_path / "run", freeze_ecg_stages=-1).validate()
+
+
+def test_an_encoder_without_stages_cannot_be_frozen() -> None:
+    from esi.models import create_model
+    from esi.train.freeze import freeze_encoder_stages
+
+    model = create_model("esi_test_vit")
+    with pytest.raises(ConfigError, match="encoder has no stages to freeze"):
+        freeze_encoder_stages(model, 1)
+    assert all(p.requires_grad for p in model.parameters())
+
+
 def test_mlflow_run_is_recorded(data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from mlflow.tracking import MlflowClient
 
